@@ -1,0 +1,345 @@
+"""Ingest: a landing day's telemetry into usage_events, quarantined_events, duplicate_events."""
+
+import time
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+
+from assets.partition_days import partition_days
+from checks import names
+from checks.ingest import lines_accounted_for
+from checks.outcome import CheckOutcome, markdown_table, validate_schema
+from checks.schemas import DuplicateEvents, QuarantinedEvents, UsageEvents
+from dagster_project.partitions import usage_daily_partition
+from rating import ingest as rating_ingest
+from resources.control_db import ControlDb, ControlDbResource, FileCounts, window_digest
+from resources.landing import IngestRulesResource, Landing, LandingResource
+from resources.reference import ReferenceData, ReferenceDataResource
+from resources.warehouse import Warehouse, WarehouseResource
+
+USAGE_EVENTS = "usage_events"
+QUARANTINED_EVENTS = "quarantined_events"
+DUPLICATE_EVENTS = "duplicate_events"
+
+
+@dataclass
+class DayIngest:
+    """What one landing day produced: counts and small summaries, never the rows themselves,
+    so a month-long backfill holds one day in memory at a time."""
+
+    day: date
+    batch_id: str
+    raw_lines: int
+    accepted: int
+    duplicates: int
+    duplicates_from_earlier_days: int
+    quarantined: int
+    reasons: Counter[str]
+    by_meter: pl.DataFrame
+    customers: set[str]
+    preview: pl.DataFrame
+    checks: dict[str, CheckOutcome]
+    seconds: float
+
+
+def ingest_one_day(
+    day: date,
+    *,
+    landing: Landing,
+    warehouse: Warehouse,
+    reference: ReferenceData,
+    control_db: ControlDb,
+    rules: rating_ingest.IngestRules,
+    run_id: str | None,
+    reference_digest: str | None = None,
+) -> DayIngest:
+    """Ingest one landing day end to end: read, classify, write, record, check."""
+    started = time.perf_counter()
+    meters = reference.meters()
+    customers = reference.customers()
+    reference_digest = reference_digest or reference.digest()
+    signature = landing.signature(day)
+    files = landing.files(day)
+    # Every file is read (and every gzip stream checked) before anything is written, so an
+    # unreadable file fails the day and leaves the previous outputs as they were.
+    lines, fingerprints = rating_ingest.read_landing(files)
+    batch = rating_ingest.batch_id(day, fingerprints)
+    first, last = rules.dedup_window(day)
+    window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+    prior_files = warehouse.existing(USAGE_EVENTS, window)
+    recorded = {r.received_date: r.accepted_keys_digest for r in control_db.days(first, last)}
+    con = rating_ingest.connect()
+    try:
+        result = rating_ingest.ingest_day(
+            con,
+            received_date=day,
+            lines=lines,
+            meters=meters,
+            customer_ids=customers["customer_id"].to_arrow(),
+            prior_usage_files=prior_files,
+            rules=rules,
+            ingest_batch_id=batch,
+        )
+    finally:
+        con.close()
+    warehouse.write(
+        {
+            USAGE_EVENTS: (day, result.usage_events),
+            QUARANTINED_EVENTS: (day, result.quarantined_events),
+            DUPLICATE_EVENTS: (day, result.duplicate_events),
+        }
+    )
+    per_file = {row["file"]: row for row in result.per_file.to_pylist()}
+    control_db.record_ingest(
+        received_date=day,
+        batch_id=batch,
+        files=[
+            FileCounts(
+                file=fp.name,
+                sha256=fp.sha256,
+                size_bytes=fp.size_bytes,
+                raw_lines=fp.lines,
+                accepted=int(per_file.get(fp.name, {}).get("accepted", 0)),
+                duplicates=int(per_file.get(fp.name, {}).get("duplicates", 0)),
+                quarantined=int(per_file.get(fp.name, {}).get("quarantined", 0)),
+            )
+            for fp in fingerprints
+        ],
+        accepted_keys_digest=result.accepted_keys_digest,
+        window_digest=window_digest(
+            (d, recorded[d]) for d in window if d in recorded and warehouse_has(warehouse, d)
+        ),
+        reference_digest=reference_digest,
+        landing_signature=signature,
+        lateness_days=rules.lateness_days,
+        run_id=run_id,
+    )
+    usage = pl.from_arrow(result.usage_events)
+    quarantined = pl.from_arrow(result.quarantined_events)
+    duplicates = pl.from_arrow(result.duplicate_events)
+    assert isinstance(usage, pl.DataFrame)
+    assert isinstance(quarantined, pl.DataFrame)
+    assert isinstance(duplicates, pl.DataFrame)
+    raw_lines = {fp.name: fp.lines for fp in fingerprints}
+    return DayIngest(
+        day=day,
+        batch_id=batch,
+        raw_lines=sum(raw_lines.values()),
+        accepted=result.accepted,
+        duplicates=duplicates.height,
+        duplicates_from_earlier_days=duplicates.filter(
+            pl.col("first_received_date") < pl.col("received_date")
+        ).height,
+        quarantined=quarantined.height,
+        reasons=Counter(quarantined["reason"].to_list()),
+        by_meter=usage.group_by("meter").agg(rows=pl.len(), quantity=pl.col("quantity").sum()),
+        customers=set(usage["customer_id"].unique().to_list()),
+        preview=usage.select(
+            "customer_id",
+            "meter",
+            "event_time",
+            "quantity",
+            "unique_value",
+            "dims",
+            "file",
+            "line_no",
+        ).head(5),
+        checks={
+            names.USAGE_EVENTS_SCHEMA: validate_schema(UsageEvents, usage),
+            names.QUARANTINED_EVENTS_SCHEMA: validate_schema(QuarantinedEvents, quarantined),
+            names.DUPLICATE_EVENTS_SCHEMA: validate_schema(DuplicateEvents, duplicates),
+            names.LINES_ACCOUNTED_FOR: lines_accounted_for(
+                raw_lines, usage, quarantined, duplicates
+            ),
+        },
+        seconds=time.perf_counter() - started,
+    )
+
+
+def warehouse_has(warehouse: Warehouse, day: date) -> bool:
+    return warehouse.partition_path(USAGE_EVENTS, day).exists()
+
+
+_CHECKS = [
+    dg.AssetCheckSpec(
+        names.USAGE_EVENTS_SCHEMA,
+        asset=USAGE_EVENTS,
+        blocking=True,
+        description="Columns, types, keys and non-negative quantities of accepted events.",
+    ),
+    dg.AssetCheckSpec(
+        names.LINES_ACCOUNTED_FOR,
+        asset=USAGE_EVENTS,
+        blocking=True,
+        description="Every landing line is accepted, a duplicate or quarantined — exactly once.",
+    ),
+    dg.AssetCheckSpec(
+        names.QUARANTINED_EVENTS_SCHEMA,
+        asset=QUARANTINED_EVENTS,
+        blocking=True,
+        description="Every quarantined line has a known reason code, its file and line.",
+    ),
+    dg.AssetCheckSpec(
+        names.DUPLICATE_EVENTS_SCHEMA,
+        asset=DUPLICATE_EVENTS,
+        blocking=True,
+        description="Every duplicate points at an original that arrived before it.",
+    ),
+]
+_CHECK_ASSET = {spec.name: spec.asset_key for spec in _CHECKS}
+
+
+@dg.multi_asset(
+    name="ingest_landing_day",
+    specs=[
+        dg.AssetSpec(
+            USAGE_EVENTS,
+            description="Accepted usage events, one row per event × meter it feeds.",
+            group_name="ingest",
+            kinds={"parquet", "duckdb"},
+        ),
+        dg.AssetSpec(
+            QUARANTINED_EVENTS,
+            description="Rejected landing lines with a reason code, detail and the raw text.",
+            group_name="ingest",
+            kinds={"parquet"},
+        ),
+        dg.AssetSpec(
+            DUPLICATE_EVENTS,
+            description="Re-sent copies of accepted events, with where the original landed.",
+            group_name="ingest",
+            kinds={"parquet"},
+        ),
+    ],
+    partitions_def=usage_daily_partition,
+    # One run walks a range of days in order: each day's deduplication reads the days
+    # before it, so a backfill in landing order is also the cheapest correct one.
+    backfill_policy=dg.BackfillPolicy.single_run(),
+    check_specs=_CHECKS,
+)
+def ingest_landing_day(
+    context: dg.AssetExecutionContext,
+    landing: LandingResource,
+    warehouse: WarehouseResource,
+    reference: ReferenceDataResource,
+    control_db: ControlDbResource,
+    ingest_rules: IngestRulesResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    days = partition_days(context)
+    db = control_db.get()
+    ref = reference.get()
+    digest = ref.digest()
+    results: list[DayIngest] = []
+    for index, day in enumerate(days, start=1):
+        result = ingest_one_day(
+            day,
+            landing=landing.get(),
+            warehouse=warehouse.get(),
+            reference=ref,
+            control_db=db,
+            rules=ingest_rules.get(),
+            run_id=context.run.run_id,
+            reference_digest=digest,
+        )
+        context.log.info(
+            f"landing day {day} ({index}/{len(days)}): {result.raw_lines} lines → "
+            f"{result.accepted} accepted, {result.duplicates} duplicates, "
+            f"{result.quarantined} quarantined in {result.seconds:.1f}s"
+        )
+        results.append(result)
+    db.dispose()
+    yield from _report(results, warehouse.get())
+
+
+def _report(
+    results: list[DayIngest], warehouse: Warehouse
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    raw = sum(r.raw_lines for r in results)
+    quarantined = sum(r.quarantined for r in results)
+    days = f"{results[0].day} … {results[-1].day}" if len(results) > 1 else str(results[0].day)
+    reasons: Counter[str] = Counter()
+    for r in results:
+        reasons.update(r.reasons)
+    by_meter = (
+        pl.concat([r.by_meter for r in results])
+        .group_by("meter")
+        .agg(pl.col("rows").sum(), pl.col("quantity").sum())
+        .sort("meter")
+    )
+    preview = next((r.preview for r in results if r.preview.height), None)
+    yield dg.MaterializeResult(
+        asset_key=USAGE_EVENTS,
+        metadata={
+            "landing_days": days,
+            "raw_lines": raw,
+            "accepted_events": sum(r.accepted for r in results),
+            "dagster/row_count": int(by_meter["rows"].sum()) if by_meter.height else 0,
+            "customers": len(set().union(*(r.customers for r in results))),
+            "by_meter": dg.MetadataValue.md(markdown_table(by_meter)),
+            "preview": dg.MetadataValue.md(
+                markdown_table(preview) if preview is not None else "no accepted events"
+            ),
+            "path": dg.MetadataValue.path(str(warehouse.table_dir(USAGE_EVENTS))),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=QUARANTINED_EVENTS,
+        metadata={
+            "landing_days": days,
+            "dagster/row_count": quarantined,
+            "share_of_lines": f"{quarantined / raw:.4%}" if raw else "n/a",
+            "by_reason": dg.MetadataValue.md(
+                "\n".join(
+                    ["| reason | lines | meaning |", "|---|---|---|"]
+                    + [
+                        f"| {k} | {v} | {rating_ingest.REASONS[k]} |"
+                        for k, v in sorted(reasons.items())
+                    ]
+                )
+            ),
+            "path": dg.MetadataValue.path(str(warehouse.table_dir(QUARANTINED_EVENTS))),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=DUPLICATE_EVENTS,
+        metadata={
+            "landing_days": days,
+            "dagster/row_count": sum(r.duplicates for r in results),
+            "from_earlier_days": sum(r.duplicates_from_earlier_days for r in results),
+            "path": dg.MetadataValue.path(str(warehouse.table_dir(DUPLICATE_EVENTS))),
+        },
+    )
+    for check_name, asset_key in _CHECK_ASSET.items():
+        yield check_result(check_name, asset_key, [(r.day, r.checks[check_name]) for r in results])
+
+
+def check_result(
+    check_name: str, asset_key: dg.AssetKey, outcomes: list[tuple[date, CheckOutcome]]
+) -> dg.AssetCheckResult:
+    """One check result for a run's days: it fails if any day fails, and says which."""
+    failed = [(d, o) for d, o in outcomes if not o.passed]
+    if failed:
+        description = "; ".join(f"{d}: {o.description}" for d, o in failed[:5])
+        detail = failed[0][1].metadata
+    elif len(outcomes) == 1:
+        description, detail = outcomes[0][1].description, outcomes[0][1].metadata
+    else:
+        description, detail = f"all {len(outcomes)} days pass", {}
+    return dg.AssetCheckResult(
+        asset_key=asset_key,
+        check_name=check_name,
+        passed=not failed,
+        description=description,
+        metadata={
+            "days_checked": len(outcomes),
+            "days_failed": len(failed),
+            **{
+                k: dg.MetadataValue.md(v) if isinstance(v, str) and v.startswith("|") else v
+                for k, v in detail.items()
+            },
+        },
+    )

@@ -1,0 +1,122 @@
+"""Pandera (polars) schemas of the warehouse tables: column types, keys and domains."""
+
+from __future__ import annotations
+
+import pandera.polars as pa
+import polars as pl
+
+from rating.ingest import REASONS
+from rating.meters import Aggregation
+
+QUANTITY = pl.Decimal(38, 12)
+UTC_TIME = pl.Datetime("us", "UTC")
+
+
+class UsageEvents(pa.DataFrameModel):
+    """One accepted event × meter it feeds."""
+
+    event_id: str = pa.Field(str_length={"min_value": 1})
+    source: str = pa.Field(str_length={"min_value": 1})
+    customer_id: str
+    event_type: str
+    meter: str
+    event_time: UTC_TIME  # type: ignore[valid-type]
+    usage_date: pl.Date
+    received_date: pl.Date
+    quantity: QUANTITY = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    unique_value: str = pa.Field(nullable=True)
+    dims: str
+    data: str
+    file: str
+    line_no: pl.Int64 = pa.Field(ge=1)
+    ingest_batch_id: str = pa.Field(str_startswith="ib-")
+
+    class Config:
+        strict = True
+        unique = ["source", "event_id", "meter"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def one_measure_per_row(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Either a quantity or a distinct value (UNIQUE_COUNT), never both or neither."""
+        return data.lazyframe.select(
+            pl.col("quantity").is_null() ^ pl.col("unique_value").is_null()
+        )
+
+
+class QuarantinedEvents(pa.DataFrameModel):
+    """One rejected landing line, with the reason a controller can act on."""
+
+    received_date: pl.Date
+    file: str
+    line_no: pl.Int64 = pa.Field(ge=1)
+    reason: str = pa.Field(isin=list(REASONS))
+    detail: str
+    raw: str
+    raw_hex: str = pa.Field(nullable=True)
+    source: str = pa.Field(nullable=True)
+    event_id: str = pa.Field(nullable=True)
+    event_type: str = pa.Field(nullable=True)
+    customer_id: str = pa.Field(nullable=True)
+    event_time: UTC_TIME = pa.Field(nullable=True)  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ["file", "line_no"]  # noqa: RUF012
+
+
+class DuplicateEvents(pa.DataFrameModel):
+    """One re-sent copy of an event already accepted, and where the original landed."""
+
+    received_date: pl.Date
+    file: str
+    line_no: pl.Int64 = pa.Field(ge=1)
+    source: str
+    event_id: str
+    first_received_date: pl.Date
+    first_file: str
+    first_line_no: pl.Int64 = pa.Field(ge=1)
+
+    class Config:
+        strict = True
+        unique = ["file", "line_no"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def original_arrived_first(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """The original's (day, file, line) sorts before the copy's."""
+        return data.lazyframe.select(
+            (pl.col("first_received_date") < pl.col("received_date"))
+            | (
+                (pl.col("first_received_date") == pl.col("received_date"))
+                & (
+                    (pl.col("first_file") < pl.col("file"))
+                    | (
+                        (pl.col("first_file") == pl.col("file"))
+                        & (pl.col("first_line_no") < pl.col("line_no"))
+                    )
+                )
+            )
+        )
+
+
+class DailyUsage(pa.DataFrameModel):
+    """Usage per landing day × usage day × customer × meter × group, mergeable exactly."""
+
+    received_date: pl.Date
+    usage_date: pl.Date
+    customer_id: str
+    meter: str
+    dims: str
+    aggregation: str = pa.Field(isin=[a.value for a in Aggregation])
+    quantity: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    event_count: pl.Int64 = pa.Field(ge=1)
+    distinct_values: pl.List(pl.String) = pa.Field(nullable=True)  # type: ignore[valid-type]
+    latest_event_time: UTC_TIME = pa.Field(nullable=True)  # type: ignore[valid-type]
+    latest_event: str = pa.Field(nullable=True)
+    first_event_time: UTC_TIME  # type: ignore[valid-type]
+    last_event_time: UTC_TIME  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ["received_date", "usage_date", "customer_id", "meter", "dims"]  # noqa: RUF012

@@ -1,0 +1,1 @@
+"""meterclose: Dagster definitions, partitions, jobs, schedules, sensors and the CLI."""

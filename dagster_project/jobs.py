@@ -1,0 +1,14 @@
+"""Jobs: what the schedules, sensors and the CLI launch."""
+
+from __future__ import annotations
+
+import dagster as dg
+
+from dagster_project.partitions import usage_daily_partition
+
+ingest_job = dg.define_asset_job(
+    "ingest_job",
+    selection=dg.AssetSelection.groups("ingest"),
+    partitions_def=usage_daily_partition,
+    description="Ingest landing days into usage_events (+ quarantine, duplicates) and daily_usage.",
+)

@@ -1,0 +1,22 @@
+"""Resources built once from settings: the one place where the environment is read."""
+
+from __future__ import annotations
+
+from dagster_project.settings import Settings, load_settings
+from resources.control_db import ControlDbResource
+from resources.landing import IngestRulesResource, LandingResource
+from resources.reference import ReferenceDataResource
+from resources.warehouse import WarehouseResource
+
+
+def build_resources(settings: Settings | None = None) -> dict[str, object]:
+    settings = settings or load_settings()
+    return {
+        "landing": LandingResource(root=str(settings.landing_dir)),
+        "warehouse": WarehouseResource(root=str(settings.warehouse_dir)),
+        "reference": ReferenceDataResource(
+            directory=str(settings.reference_dir), url=settings.reference_url
+        ),
+        "control_db": ControlDbResource(url=settings.control_db_url),
+        "ingest_rules": IngestRulesResource(lateness_days=settings.lateness_days),
+    }

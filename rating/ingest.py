@@ -1,0 +1,531 @@
+"""One landing day of CloudEvents NDJSON → accepted usage events, duplicates and quarantine.
+
+Every landing line ends in exactly one of three places. Lines are read as bytes and split
+vectorised (PyArrow), then decoded and parsed with DuckDB's tolerant JSON functions:
+readers such as ``read_json`` stop at, or silently drop, bad lines and lose line numbers,
+and a controller needs both to trace a rejected event back to the file it came in.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import zlib
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from rating.errors import LandingFileError
+from rating.meters import Meter
+
+# Reason codes, in the order they are tested: a line gets the first that applies. Faults
+# that no reference-data change can mend come first, so a quarantined line's reason stays
+# true after a fix; unknown_customer is last because adding the customer is the usual fix.
+REASONS: dict[str, str] = {
+    "invalid_encoding": "the line is not valid UTF-8",
+    "empty_line": "the line is empty or only whitespace",
+    "invalid_json": "the line is not valid JSON",
+    "not_an_object": "the line is JSON but not an object",
+    "missing_field": "a required CloudEvents attribute is missing, null or empty",
+    "invalid_field": "a CloudEvents attribute has the wrong type or format",
+    "unknown_event_type": "no meter takes this event type",
+    "too_late": "event_time is more than the lateness limit before the landing day",
+    "future_time": "event_time is more than a day after the landing day",
+    "invalid_value": "a meter's value property is missing or not a number",
+    "negative_value": "a meter's value is negative",
+    "unknown_customer": "the subject is not a known customer",
+}
+REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time")
+# Quantities carry 12 decimal places: enough for fractional GB-hours and exact money.
+QUANTITY_TYPE = "DECIMAL(38,12)"
+# RFC 3339 demands an explicit offset; DuckDB alone would read a bare local time as UTC.
+_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+
+
+@dataclass(frozen=True)
+class IngestRules:
+    lateness_days: int = 35
+    # An event stamped at or after landing day + future_days (00:00 UTC) is from a broken
+    # clock, not from the future: two days leaves room for time zones and clock skew.
+    future_days: int = 2
+
+    def dedup_window(self, received_date: date) -> tuple[date, date]:
+        """Landing days whose accepted events a copy landing on ``received_date`` can repeat.
+
+        A copy that passes the lateness rule has event_time >= D - N days. Its original,
+        valid on its own landing day L, had event_time < L + future_days. So
+        L > D - N - future_days: the window is N + future_days - 1 days before D.
+        """
+        first = received_date - timedelta(days=self.lateness_days + self.future_days - 1)
+        return first, received_date - timedelta(days=1)
+
+
+@dataclass(frozen=True)
+class LandingFile:
+    name: str  # relative to the landing root, e.g. "2026-09-03/events-01.ndjson.gz"
+    path: Path
+
+
+@dataclass(frozen=True)
+class FileFingerprint:
+    name: str
+    sha256: str
+    size_bytes: int
+    lines: int
+
+
+def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
+    """The file's lines as bytes (gzip undone), and its checksum and line count."""
+    try:
+        payload = file.path.read_bytes()
+    except OSError as exc:
+        raise LandingFileError(file.name, f"cannot be read ({exc.strerror})") from exc
+    digest = hashlib.sha256(payload).hexdigest()
+    if file.name.endswith(".gz"):
+        try:
+            payload = gzip.decompress(payload)
+        except (OSError, EOFError, zlib.error) as exc:
+            raise LandingFileError(file.name, f"is not a readable gzip file ({exc})") from exc
+    if not payload:
+        return pa.array([], pa.large_binary()), FileFingerprint(file.name, digest, 0, 0)
+    lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
+    # A final newline ends the last line; it does not start another, empty one.
+    if payload.endswith(b"\n"):
+        lines = lines.slice(0, len(lines) - 1)
+    return lines, FileFingerprint(file.name, digest, len(payload), len(lines))
+
+
+def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFingerprint]]:
+    """All lines of a landing day as (file, line_no, line), every file read before any output."""
+    tables = []
+    fingerprints = []
+    for file in sorted(files, key=lambda f: f.name):
+        lines, fingerprint = file_lines(file)
+        fingerprints.append(fingerprint)
+        count = len(lines)
+        tables.append(
+            pa.table(
+                {
+                    "file": pa.array([file.name] * count if count else [], pa.string()),
+                    "line_no": pa.array(range(1, count + 1), pa.int64()),
+                    "line": lines,
+                }
+            )
+        )
+    if not tables:
+        return pa.table(
+            {
+                "file": pa.array([], pa.string()),
+                "line_no": pa.array([], pa.int64()),
+                "line": pa.array([], pa.large_binary()),
+            }
+        ), []
+    return pa.concat_tables(tables), fingerprints
+
+
+def batch_id(received_date: date, fingerprints: Sequence[FileFingerprint]) -> str:
+    """A deterministic id for a landing day's set of files: same files, same id."""
+    h = hashlib.sha256(received_date.isoformat().encode())
+    for fp in sorted(fingerprints, key=lambda f: f.name):
+        h.update(f"\x1f{fp.name}\x1e{fp.sha256}".encode())
+    return f"ib-{received_date:%Y%m%d}-{h.hexdigest()[:12]}"
+
+
+def meters_table(meters: Sequence[Meter]) -> pa.Table:
+    return pa.table(
+        {
+            "meter": [m.slug for m in meters],
+            "event_type": [m.event_type for m in meters],
+            "aggregation": [m.aggregation.value for m in meters],
+            "value_property": pa.array([m.value_property for m in meters], pa.string()),
+        }
+    )
+
+
+def meter_dims_table(meters: Sequence[Meter]) -> pa.Table:
+    rows = [(m.slug, name, path) for m in meters for name, path in m.group_by.items()]
+    return pa.table(
+        {
+            "meter": pa.array([r[0] for r in rows], pa.string()),
+            "dim": pa.array([r[1] for r in rows], pa.string()),
+            "path": pa.array([r[2] for r in rows], pa.string()),
+        }
+    )
+
+
+@dataclass
+class DayResult:
+    usage_events: pa.Table
+    quarantined_events: pa.Table
+    duplicate_events: pa.Table
+    per_file: pa.Table  # file, raw_lines, accepted, duplicates, quarantined
+    accepted_keys_digest: str
+
+    @property
+    def accepted(self) -> int:
+        return int(pc.sum(self.per_file["accepted"]).as_py() or 0)
+
+    @property
+    def duplicates(self) -> int:
+        return self.duplicate_events.num_rows
+
+    @property
+    def quarantined(self) -> int:
+        return self.quarantined_events.num_rows
+
+    @property
+    def raw_lines(self) -> int:
+        return int(pc.sum(self.per_file["raw_lines"]).as_py() or 0)
+
+
+_MACROS = """
+CREATE OR REPLACE TEMP MACRO absent(j) AS
+    j IS NULL OR json_type(j) = 'NULL' OR (json_type(j) = 'VARCHAR' AND (j ->> '$') = '');
+CREATE OR REPLACE TEMP MACRO not_string(j) AS json_type(j) <> 'VARCHAR';
+"""
+
+# Stage 1: structure. Every line gets its CloudEvents attributes or a structural reason.
+_PARSE = f"""
+CREATE OR REPLACE TEMP TABLE parsed AS
+WITH decoded AS (
+    SELECT file, line_no, line, rtrim(try(decode(line)), chr(13)) AS raw FROM lines
+), shaped AS (
+    SELECT *,
+        raw IS NOT NULL AND trim(raw) <> '' AND json_valid(raw) AS is_json
+    FROM decoded
+), objects AS (
+    SELECT *,
+        CASE WHEN is_json AND json_type(raw) = 'OBJECT' THEN
+            json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
+                               '$.time', '$.data'])
+        END AS fx
+    FROM shaped
+), attrs AS (
+    SELECT file, line_no, line, raw, is_json, fx IS NOT NULL AS is_object,
+        fx[1] AS j_specversion, fx[2] AS j_id, fx[3] AS j_source, fx[4] AS j_type,
+        fx[5] AS j_subject, fx[6] AS j_time, fx[7] AS j_data
+    FROM objects
+)
+SELECT file, line_no, line, raw,
+    CASE
+        WHEN raw IS NULL THEN 'invalid_encoding'
+        WHEN trim(raw) = '' THEN 'empty_line'
+        WHEN NOT is_json THEN 'invalid_json'
+        WHEN NOT is_object THEN 'not_an_object'
+        WHEN absent(j_specversion) OR absent(j_id) OR absent(j_source) OR absent(j_type)
+          OR absent(j_subject) OR absent(j_time) THEN 'missing_field'
+        WHEN not_string(j_specversion) OR (j_specversion ->> '$') <> '1.0'
+          OR not_string(j_id) OR not_string(j_source) OR not_string(j_type)
+          OR not_string(j_subject) OR not_string(j_time)
+          OR NOT regexp_full_match(j_time ->> '$', '{_RFC3339}')
+          OR try_cast(j_time ->> '$' AS TIMESTAMPTZ) IS NULL
+          OR (j_data IS NOT NULL AND json_type(j_data) NOT IN ('OBJECT', 'NULL'))
+          THEN 'invalid_field'
+    END AS reason,
+    CASE
+        WHEN raw IS NULL THEN 'bytes are not UTF-8'
+        WHEN trim(raw) = '' THEN 'blank line'
+        WHEN NOT is_json THEN 'not parseable as JSON: ' || left(raw, 80)
+        WHEN NOT is_object THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
+        WHEN absent(j_specversion) THEN 'specversion is missing'
+        WHEN absent(j_id) THEN 'id is missing'
+        WHEN absent(j_source) THEN 'source is missing'
+        WHEN absent(j_type) THEN 'type is missing'
+        WHEN absent(j_subject) THEN 'subject is missing'
+        WHEN absent(j_time) THEN 'time is missing'
+        WHEN not_string(j_specversion) OR (j_specversion ->> '$') <> '1.0'
+          THEN 'specversion is ' || CAST(j_specversion AS VARCHAR) || ', expected "1.0"'
+        WHEN not_string(j_id) THEN 'id is ' || CAST(j_id AS VARCHAR) || ', expected a string'
+        WHEN not_string(j_source)
+          THEN 'source is ' || CAST(j_source AS VARCHAR) || ', expected a string'
+        WHEN not_string(j_type)
+          THEN 'type is ' || CAST(j_type AS VARCHAR) || ', expected a string'
+        WHEN not_string(j_subject)
+          THEN 'subject is ' || CAST(j_subject AS VARCHAR) || ', expected a string'
+        WHEN not_string(j_time) OR NOT regexp_full_match(j_time ->> '$', '{_RFC3339}')
+          OR try_cast(j_time ->> '$' AS TIMESTAMPTZ) IS NULL
+          THEN 'time is ' || CAST(j_time AS VARCHAR) || ', expected RFC 3339 with an offset'
+        WHEN j_data IS NOT NULL AND json_type(j_data) NOT IN ('OBJECT', 'NULL')
+          THEN 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
+    END AS detail,
+    CASE WHEN is_object AND NOT not_string(j_id) THEN j_id ->> '$' END AS event_id,
+    CASE WHEN is_object AND NOT not_string(j_source) THEN j_source ->> '$' END AS source,
+    CASE WHEN is_object AND NOT not_string(j_type) THEN j_type ->> '$' END AS event_type,
+    CASE WHEN is_object AND NOT not_string(j_subject) THEN j_subject ->> '$' END AS customer_id,
+    CASE WHEN is_object AND NOT not_string(j_time)
+              AND regexp_full_match(j_time ->> '$', '{_RFC3339}')
+         THEN try_cast(j_time ->> '$' AS TIMESTAMPTZ) END AS event_time,
+    CASE WHEN is_object AND json_type(j_data) = 'OBJECT' THEN CAST(j_data AS VARCHAR) END AS data
+FROM attrs
+"""
+
+# Stage 2: event type and time, for lines whose structure is sound.
+_TIMING = """
+CREATE OR REPLACE TEMP TABLE timed AS
+WITH limits AS (
+    SELECT CAST($too_late_before AS TIMESTAMPTZ) AS too_late_before,
+           CAST($future_from AS TIMESTAMPTZ) AS future_from
+)
+SELECT p.file, p.line_no,
+    CASE
+        WHEN p.reason IS NOT NULL THEN p.reason
+        WHEN p.event_type NOT IN (SELECT event_type FROM meters) THEN 'unknown_event_type'
+        WHEN p.event_time < l.too_late_before THEN 'too_late'
+        WHEN p.event_time >= l.future_from THEN 'future_time'
+    END AS reason,
+    CASE
+        WHEN p.reason IS NOT NULL THEN p.detail
+        WHEN p.event_type NOT IN (SELECT event_type FROM meters)
+            THEN 'type ' || p.event_type || ' feeds no meter in meters.yaml'
+        WHEN p.event_time < l.too_late_before
+            THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
+                 || ' is before the lateness limit '
+                 || strftime(l.too_late_before, '%Y-%m-%d')
+        WHEN p.event_time >= l.future_from
+            THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
+                 || ' is at or after ' || strftime(l.future_from, '%Y-%m-%d')
+    END AS detail
+FROM parsed p, limits l
+"""
+
+# Stage 3: each meter the event feeds takes its value; one bad value rejects the line,
+# because an event is accepted whole or not at all.
+_VALUES = f"""
+CREATE OR REPLACE TEMP TABLE metered AS
+WITH candidates AS (
+    SELECT p.file, p.line_no, p.data, m.meter, m.aggregation, m.value_property
+    FROM parsed p
+    JOIN timed t USING (file, line_no)
+    JOIN meters m ON m.event_type = p.event_type
+    WHERE t.reason IS NULL
+), valued AS (
+    SELECT *,
+        CASE WHEN value_property IS NOT NULL
+             THEN json_extract(data, value_property) END AS j_value
+    FROM candidates
+)
+SELECT file, line_no, meter, aggregation,
+    CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
+              AND json_type(j_value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+         THEN try_cast(j_value ->> '$' AS {QUANTITY_TYPE})
+         WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
+    END AS quantity,
+    CASE WHEN aggregation = 'UNIQUE_COUNT'
+              AND json_type(j_value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR', 'BOOLEAN')
+              AND (j_value ->> '$') <> ''
+         THEN j_value ->> '$' END AS unique_value,
+    j_value
+FROM valued
+"""
+
+_VALUE_REASONS = """
+CREATE OR REPLACE TEMP TABLE value_reasons AS
+SELECT file, line_no,
+    arg_min(reason, (rank, meter)) AS reason,
+    arg_min(detail, (rank, meter)) AS detail
+FROM (
+    SELECT file, line_no, meter,
+        CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND quantity IS NULL THEN 1
+             WHEN aggregation = 'UNIQUE_COUNT' AND unique_value IS NULL THEN 1
+             WHEN quantity < 0 THEN 2 END AS rank,
+        CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND quantity IS NULL
+                  THEN 'invalid_value'
+             WHEN aggregation = 'UNIQUE_COUNT' AND unique_value IS NULL THEN 'invalid_value'
+             WHEN quantity < 0 THEN 'negative_value' END AS reason,
+        'meter ' || meter || ': value is '
+            || coalesce(CAST(j_value AS VARCHAR), 'missing')
+            || CASE WHEN quantity < 0 THEN ', expected zero or more'
+                    ELSE ', expected a number or numeric string' END AS detail
+    FROM metered
+)
+WHERE rank IS NOT NULL
+GROUP BY file, line_no
+"""
+
+# Stage 4: the verdict per line; valid lines then compete for first arrival.
+_VERDICT = """
+CREATE OR REPLACE TEMP TABLE verdict AS
+SELECT p.file, p.line_no, p.event_id, p.source, p.event_type, p.customer_id, p.event_time,
+    coalesce(t.reason, v.reason,
+             CASE WHEN p.customer_id NOT IN (SELECT customer_id FROM customers)
+                  THEN 'unknown_customer' END) AS reason,
+    coalesce(t.detail, v.detail,
+             CASE WHEN p.customer_id NOT IN (SELECT customer_id FROM customers)
+                  THEN 'subject ' || p.customer_id || ' is not in customers' END) AS detail
+FROM parsed p
+JOIN timed t USING (file, line_no)
+LEFT JOIN value_reasons v USING (file, line_no)
+"""
+
+_FIRST_ARRIVAL = """
+CREATE OR REPLACE TEMP TABLE arrival AS
+WITH valid AS (
+    SELECT file, line_no, source, event_id,
+        row_number() OVER (PARTITION BY source, event_id ORDER BY file, line_no) AS copy_no,
+        first_value(file) OVER (PARTITION BY source, event_id ORDER BY file, line_no)
+            AS first_file,
+        first_value(line_no) OVER (PARTITION BY source, event_id ORDER BY file, line_no)
+            AS first_line_no
+    FROM verdict WHERE reason IS NULL
+), earlier AS (
+    -- Originals accepted on earlier landing days of the window; one row per event.
+    SELECT source, event_id,
+        min(received_date) AS received_date,
+        arg_min(file, (received_date, file, line_no)) AS file,
+        arg_min(line_no, (received_date, file, line_no)) AS line_no
+    FROM prior_keys
+    WHERE (source, event_id) IN (SELECT source, event_id FROM valid)
+    GROUP BY source, event_id
+)
+SELECT v.file, v.line_no, v.source, v.event_id,
+    CASE WHEN e.event_id IS NULL AND v.copy_no = 1 THEN 'accepted' ELSE 'duplicate' END
+        AS outcome,
+    coalesce(e.received_date, $received_date) AS first_received_date,
+    coalesce(e.file, v.first_file) AS first_file,
+    coalesce(e.line_no, v.first_line_no) AS first_line_no
+FROM valid v
+LEFT JOIN earlier e USING (source, event_id)
+"""
+
+_USAGE_EVENTS = """
+SELECT p.event_id, p.source, p.customer_id, p.event_type, m.meter, p.event_time,
+    CAST(timezone('UTC', p.event_time) AS DATE) AS usage_date,
+    $received_date AS received_date,
+    m.quantity, m.unique_value,
+    coalesce(d.dims, '{}') AS dims,
+    coalesce(p.data, '{}') AS data,
+    p.file, p.line_no, $batch_id AS ingest_batch_id
+FROM arrival a
+JOIN parsed p USING (file, line_no)
+JOIN metered m USING (file, line_no)
+LEFT JOIN (
+    SELECT x.file, x.line_no, x.meter,
+        CAST(to_json(map_from_entries(list((x.dim, x.value) ORDER BY x.dim))) AS VARCHAR) AS dims
+    FROM (
+        SELECT m.file, m.line_no, m.meter, md.dim,
+            json_extract_string(p.data, md.path) AS value
+        FROM metered m
+        JOIN meter_dims md USING (meter)
+        JOIN parsed p USING (file, line_no)
+        JOIN arrival a USING (file, line_no)
+        WHERE a.outcome = 'accepted'
+    ) x
+    GROUP BY x.file, x.line_no, x.meter
+) d USING (file, line_no, meter)
+WHERE a.outcome = 'accepted'
+ORDER BY p.customer_id, m.meter, p.event_time, p.source, p.event_id
+"""
+
+_QUARANTINED = """
+SELECT $received_date AS received_date, v.file, v.line_no, v.reason, v.detail,
+    coalesce(try(decode(p.line)), CAST(p.line AS VARCHAR)) AS raw,
+    CASE WHEN p.raw IS NULL THEN hex(p.line) END AS raw_hex,
+    v.source, v.event_id, v.event_type, v.customer_id, v.event_time
+FROM verdict v
+JOIN parsed p USING (file, line_no)
+WHERE v.reason IS NOT NULL
+ORDER BY v.file, v.line_no
+"""
+
+_DUPLICATES = """
+SELECT $received_date AS received_date, a.file, a.line_no, a.source, a.event_id,
+    a.first_received_date, a.first_file, a.first_line_no
+FROM arrival a
+WHERE a.outcome = 'duplicate'
+ORDER BY a.file, a.line_no
+"""
+
+_PER_FILE = """
+SELECT l.file,
+    count(*) AS raw_lines,
+    count(*) FILTER (WHERE a.outcome = 'accepted') AS accepted,
+    count(*) FILTER (WHERE a.outcome = 'duplicate') AS duplicates,
+    count(*) FILTER (WHERE v.reason IS NOT NULL) AS quarantined
+FROM lines l
+JOIN verdict v USING (file, line_no)
+LEFT JOIN arrival a USING (file, line_no)
+GROUP BY l.file
+ORDER BY l.file
+"""
+
+_KEYS_DIGEST = """
+SELECT coalesce(md5(string_agg(source || chr(31) || event_id, chr(30) ORDER BY source, event_id)),
+                md5(''))
+FROM arrival WHERE outcome = 'accepted'
+"""
+
+PRIOR_KEYS_COLUMNS = ("source", "event_id", "received_date", "file", "line_no")
+
+
+def connect(
+    threads: int | None = None, memory_limit: str | None = None
+) -> duckdb.DuckDBPyConnection:
+    """An in-memory DuckDB for one step: never the shared warehouse file."""
+    con = duckdb.connect(":memory:")
+    con.execute("SET TimeZone = 'UTC'")
+    if threads:
+        con.execute(f"SET threads = {int(threads)}")
+    if memory_limit:
+        con.execute("SET memory_limit = ?", [memory_limit])
+    return con
+
+
+def ingest_day(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    received_date: date,
+    lines: pa.Table,
+    meters: Sequence[Meter],
+    customer_ids: pa.Array,
+    prior_usage_files: Sequence[Path],
+    rules: IngestRules,
+    ingest_batch_id: str,
+) -> DayResult:
+    """Classify every line of a landing day; prior days' accepted events decide duplicates."""
+    con.register("lines", lines)
+    con.register("meters", meters_table(meters))
+    con.register("meter_dims", meter_dims_table(meters))
+    con.register("customers", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
+    if prior_usage_files:
+        # A view, not a table: DuckDB reads only the two key columns it needs, and only
+        # where they match today's valid keys.
+        con.read_parquet([str(p) for p in prior_usage_files]).select(
+            ", ".join(PRIOR_KEYS_COLUMNS)
+        ).create_view("prior_keys", replace=True)
+    else:
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW prior_keys AS SELECT NULL::VARCHAR AS source, "
+            "NULL::VARCHAR AS event_id, NULL::DATE AS received_date, NULL::VARCHAR AS file, "
+            "NULL::BIGINT AS line_no WHERE false"
+        )
+    too_late_before = received_date - timedelta(days=rules.lateness_days)
+    future_from = received_date + timedelta(days=rules.future_days)
+    con.execute(_MACROS)
+    con.execute(_PARSE)
+    con.execute(
+        _TIMING,
+        {
+            "too_late_before": f"{too_late_before.isoformat()} 00:00:00+00",
+            "future_from": f"{future_from.isoformat()} 00:00:00+00",
+        },
+    )
+    con.execute(_VALUES)
+    con.execute(_VALUE_REASONS)
+    con.execute(_VERDICT)
+    con.execute(_FIRST_ARRIVAL, {"received_date": received_date})
+    params = {"received_date": received_date, "batch_id": ingest_batch_id}
+    day = {"received_date": received_date}
+    digest_row = con.sql(_KEYS_DIGEST).fetchall()[0]
+    assert digest_row is not None
+    return DayResult(
+        usage_events=con.sql(_USAGE_EVENTS, params=params).to_arrow_table(),
+        quarantined_events=con.sql(_QUARANTINED, params=day).to_arrow_table(),
+        duplicate_events=con.sql(_DUPLICATES, params=day).to_arrow_table(),
+        per_file=con.sql(_PER_FILE).to_arrow_table(),
+        accepted_keys_digest=str(digest_row[0]),
+    )

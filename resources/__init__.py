@@ -1,0 +1,1 @@
+"""Everything that touches the outside world: files, reference data, the control database."""

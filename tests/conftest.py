@@ -1,0 +1,116 @@
+"""Shared fixtures: a throw-away data root with reference data and hand-written landing days."""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from dagster_project.resources import build_resources
+from dagster_project.settings import Settings
+
+METERS_YAML = """
+meters:
+  - slug: api_calls
+    event_type: api.request
+    aggregation: COUNT
+    group_by: {region: $.region}
+  - slug: tokens
+    event_type: llm.completion
+    aggregation: SUM
+    value_property: $.tokens
+    group_by: {model: $.model}
+  - slug: llm_requests
+    event_type: llm.completion
+    aggregation: COUNT
+  - slug: active_users
+    event_type: user.active
+    aggregation: UNIQUE_COUNT
+    value_property: $.user_id
+  - slug: storage_gb
+    event_type: storage.usage
+    aggregation: MAX
+    value_property: $.gb
+  - slug: seats
+    event_type: seats.snapshot
+    aggregation: LATEST
+    value_property: $.seats
+"""
+
+CUSTOMERS_CSV = """customer_id,name,entity_id,currency,country
+CUST-0001,Acme Corp,US01,USD,US
+CUST-0002,Globex GmbH,EU01,EUR,DE
+"""
+
+
+def event(
+    event_id: str,
+    event_type: str = "api.request",
+    *,
+    subject: str = "CUST-0001",
+    time: str = "2026-09-03T10:00:00.000Z",
+    source: str = "//ingest.example.com/eu-west-1",
+    data: dict[str, object] | None = None,
+) -> str:
+    """One CloudEvents line, as a metering client would send it."""
+    body: dict[str, object] = {
+        "specversion": "1.0",
+        "id": event_id,
+        "source": source,
+        "type": event_type,
+        "subject": subject,
+        "time": time,
+    }
+    if data is not None:
+        body["data"] = data
+    return json.dumps(body, separators=(",", ":"))
+
+
+@pytest.fixture
+def data_dir(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "reference").mkdir(parents=True)
+    (root / "reference" / "meters.yaml").write_text(METERS_YAML)
+    (root / "reference" / "customers.csv").write_text(CUSTOMERS_CSV)
+    (root / "landing" / "usage").mkdir(parents=True)
+    return root
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return Settings(
+        data_dir=data_dir,
+        warehouse_dir=data_dir / "warehouse",
+        control_db_url=f"sqlite:///{data_dir / 'control.db'}",
+        reference_url=None,
+        lateness_days=35,
+    )
+
+
+@pytest.fixture
+def resources(settings: Settings) -> dict[str, object]:
+    return build_resources(settings)
+
+
+LandFn = Callable[[date, str, list[str] | bytes], Path]
+
+
+@pytest.fixture
+def land(data_dir: Path) -> LandFn:
+    """Write a landing file: a list of lines (newline-terminated) or exact bytes."""
+
+    def _land(day: date, name: str, lines: list[str] | bytes) -> Path:
+        folder = data_dir / "landing" / "usage" / day.isoformat()
+        folder.mkdir(parents=True, exist_ok=True)
+        payload = lines if isinstance(lines, bytes) else "".join(f"{x}\n" for x in lines).encode()
+        if name.endswith(".gz"):
+            payload = gzip.compress(payload, mtime=0)
+        path = folder / name
+        path.write_bytes(payload)
+        return path
+
+    return _land
