@@ -44,6 +44,7 @@ class DayIngest:
     preview: pl.DataFrame
     checks: dict[str, CheckOutcome]
     seconds: float
+    timings: dict[str, float]
 
 
 def ingest_one_day(
@@ -67,6 +68,7 @@ def ingest_one_day(
     # Every file is read (and every gzip stream checked) before anything is written, so an
     # unreadable file fails the day and leaves the previous outputs as they were.
     lines, fingerprints = rating_ingest.read_landing(files)
+    read_seconds = time.perf_counter() - started
     batch = rating_ingest.batch_id(day, fingerprints)
     first, last = rules.dedup_window(day)
     window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
@@ -86,6 +88,7 @@ def ingest_one_day(
         )
     finally:
         con.close()
+    written = time.perf_counter()
     warehouse.write(
         {
             USAGE_EVENTS: (day, result.usage_events),
@@ -94,6 +97,7 @@ def ingest_one_day(
         }
     )
     per_file = {row["file"]: row for row in result.per_file.to_pylist()}
+    write_seconds = time.perf_counter() - written
     control_db.record_ingest(
         received_date=day,
         batch_id=batch,
@@ -157,6 +161,7 @@ def ingest_one_day(
             ),
         },
         seconds=time.perf_counter() - started,
+        timings={"read": read_seconds, **result.timings, "write": write_seconds},
     )
 
 

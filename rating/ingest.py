@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gzip
 import hashlib
+import time
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -91,6 +92,9 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
             payload = gzip.decompress(payload)
         except (OSError, EOFError, zlib.error) as exc:
             raise LandingFileError(file.name, f"is not a readable gzip file ({exc})") from exc
+    # Some exporters start files with a UTF-8 byte order mark; it is not part of line 1.
+    if payload.startswith(b"\xef\xbb\xbf"):
+        payload = payload[3:]
     if not payload:
         return pa.array([], pa.large_binary()), FileFingerprint(file.name, digest, 0, 0)
     lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
@@ -165,6 +169,7 @@ class DayResult:
     duplicate_events: pa.Table
     per_file: pa.Table  # file, raw_lines, accepted, duplicates, quarantined
     accepted_keys_digest: str
+    timings: dict[str, float]  # seconds per stage, for metadata and the benchmark
 
     @property
     def accepted(self) -> int:
@@ -172,11 +177,11 @@ class DayResult:
 
     @property
     def duplicates(self) -> int:
-        return self.duplicate_events.num_rows
+        return int(self.duplicate_events.num_rows)
 
     @property
     def quarantined(self) -> int:
-        return self.quarantined_events.num_rows
+        return int(self.quarantined_events.num_rows)
 
     @property
     def raw_lines(self) -> int:
@@ -505,27 +510,37 @@ def ingest_day(
         )
     too_late_before = received_date - timedelta(days=rules.lateness_days)
     future_from = received_date + timedelta(days=rules.future_days)
+    timings: dict[str, float] = {}
+
+    def stage(name: str, sql: str, params: dict[str, object] | None = None) -> None:
+        started = time.perf_counter()
+        con.execute(sql, params)
+        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
     con.execute(_MACROS)
-    con.execute(_PARSE)
-    con.execute(
+    stage("parse", _PARSE)
+    stage(
+        "validate",
         _TIMING,
         {
             "too_late_before": f"{too_late_before.isoformat()} 00:00:00+00",
             "future_from": f"{future_from.isoformat()} 00:00:00+00",
         },
     )
-    con.execute(_VALUES)
-    con.execute(_VALUE_REASONS)
-    con.execute(_VERDICT)
-    con.execute(_FIRST_ARRIVAL, {"received_date": received_date})
+    stage("validate", _VALUES)
+    stage("validate", _VALUE_REASONS)
+    stage("validate", _VERDICT)
+    stage("deduplicate", _FIRST_ARRIVAL, {"received_date": received_date})
+    started = time.perf_counter()
     params = {"received_date": received_date, "batch_id": ingest_batch_id}
     day = {"received_date": received_date}
-    digest_row = con.sql(_KEYS_DIGEST).fetchall()[0]
-    assert digest_row is not None
-    return DayResult(
+    result = DayResult(
         usage_events=con.sql(_USAGE_EVENTS, params=params).to_arrow_table(),
         quarantined_events=con.sql(_QUARANTINED, params=day).to_arrow_table(),
         duplicate_events=con.sql(_DUPLICATES, params=day).to_arrow_table(),
         per_file=con.sql(_PER_FILE).to_arrow_table(),
-        accepted_keys_digest=str(digest_row[0]),
+        accepted_keys_digest=str(con.sql(_KEYS_DIGEST).fetchall()[0][0]),
+        timings=timings,
     )
+    timings["assemble"] = time.perf_counter() - started
+    return result

@@ -215,6 +215,25 @@ class ControlDb:
                 for row in conn.execute(query).mappings()
             ]
 
+    def totals_by_day(self, first: date, last: date) -> dict[date, dict[str, int]]:
+        """Line counts of the batch each landing day currently stands on."""
+        query = (
+            sa.select(
+                ingest_day.c.received_date,
+                ingest_batch.c.raw_lines,
+                ingest_batch.c.accepted,
+                ingest_batch.c.duplicates,
+                ingest_batch.c.quarantined,
+            )
+            .join(ingest_batch, ingest_batch.c.batch_id == ingest_day.c.batch_id)
+            .where(ingest_day.c.received_date.between(first, last))
+        )
+        with self.engine.connect() as conn:
+            return {
+                row["received_date"]: {k: int(v) for k, v in row.items() if k != "received_date"}
+                for row in conn.execute(query).mappings()
+            }
+
     def dispose(self) -> None:
         self.engine.dispose()
 

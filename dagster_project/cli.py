@@ -1,0 +1,283 @@
+"""The ``meterclose`` command: demo, generate, ingest and close, all through Dagster."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from collections.abc import Sequence
+from datetime import date, timedelta
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from dagster_project.settings import REPO_ROOT, Settings, load_settings
+
+if TYPE_CHECKING:
+    from checks.outcome import CheckOutcome
+
+DEMO_MONTHS = ("2026-09", "2026-10")
+DEMO_EVENTS = 4000
+DEMO_SEED = 7
+RANGE_START = "dagster/asset_partition_range_start"
+RANGE_END = "dagster/asset_partition_range_end"
+
+
+def _month(value: str) -> str:
+    try:
+        date.fromisoformat(f"{value}-01")
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a month as YYYY-MM") from None
+    return value
+
+
+def _day(value: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{value!r}: expected a day as YYYY-MM-DD") from None
+
+
+def _prepare(data_dir: str | None) -> Settings:
+    """Fix the data root and Dagster instance before any Dagster definitions are imported."""
+    settings = load_settings(data_dir)
+    os.environ["METERCLOSE_DATA_DIR"] = str(settings.data_dir)
+    # Runs launched here must land in the instance `dagster dev` reads, so they show up in
+    # the UI's run history and asset catalog.
+    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home")))
+    home.mkdir(parents=True, exist_ok=True)
+    config = home / "dagster.yaml"
+    if not config.exists():
+        config.write_text("telemetry:\n  enabled: false\n")
+    return settings
+
+
+def _say(message: str) -> None:
+    print(message, flush=True)
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from dagster_project.generator import generate
+
+    out = Path(args.out or load_settings(args.data_dir).data_dir)
+    started = time.perf_counter()
+    summary = generate(out, list(args.month), args.events, args.seed)
+    _say(
+        f"generated {', '.join(args.month)} into {out} in {time.perf_counter() - started:.1f}s: "
+        f"{summary.get('total_lines', 'n/a')} landing lines"
+    )
+    return 0
+
+
+def _landing_days(settings: Settings, first: date | None, last: date | None) -> list[date]:
+    from resources.landing import Landing
+
+    days = Landing(settings.landing_dir).days()
+    return [d for d in days if (first is None or d >= first) and (last is None or d <= last)]
+
+
+def _month_ranges(days: Sequence[date]) -> list[tuple[date, date]]:
+    """Contiguous runs of days split at month ends: one Dagster run per month of landing."""
+    ranges: list[tuple[date, date]] = []
+    for day in sorted(days):
+        if ranges and day.month == ranges[-1][1].month and (day - ranges[-1][1]).days == 1:
+            ranges[-1] = (ranges[-1][0], day)
+        else:
+            ranges.append((day, day))
+    return ranges
+
+
+def run_ingest(settings: Settings, days: Sequence[date]) -> list[str]:
+    """Materialise ingest and daily usage for the days, one in-process run per month range."""
+    import dagster as dg
+
+    from dagster_project.definitions import defs
+    from dagster_project.partitions import usage_daily_partition
+
+    known = set(usage_daily_partition.get_partition_keys())
+    outside = [d for d in days if d.isoformat() not in known]
+    if outside:
+        raise SystemExit(
+            f"landing day {outside[0]} is outside the daily partitions "
+            f"(they start at {usage_daily_partition.start:%Y-%m-%d} and end today): "
+            "set METERCLOSE_FIRST_DAY or move the data"
+        )
+    job = defs.resolve_job_def("ingest_job")
+    instance = dg.DagsterInstance.get()
+    run_ids = []
+    for first, last in _month_ranges(days):
+        _say(f"ingesting landing days {first} … {last} ({(last - first).days + 1} days)")
+        result = job.execute_in_process(
+            instance=instance,
+            tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+        run_ids.append(result.run_id)
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_failure), None)
+            message = failure.message if failure else "see the run in the Dagster UI"
+            raise SystemExit(f"ingest of {first} … {last} failed (run {result.run_id}): {message}")
+        failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
+        if failed_checks:
+            raise SystemExit(
+                "blocking checks failed: "
+                + "; ".join(f"{c.check_name}: {c.description}" for c in failed_checks)
+            )
+    return run_ids
+
+
+def cmd_ingest(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    days = _landing_days(settings, args.first, args.last)
+    if not days:
+        _say(f"no landing days under {settings.landing_dir}")
+        return 1
+    run_ingest(settings, days)
+    _print_summary(settings, days)
+    return 0
+
+
+def cmd_close(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    first = date.fromisoformat(f"{args.period}-01")
+    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    days = _landing_days(settings, first, last)
+    if not days:
+        _say(f"no landing days for {args.period} under {settings.landing_dir}")
+        return 1
+    run_ingest(settings, days)
+    _print_summary(settings, days)
+    _say(
+        "rating, invoicing and the month-end close are not built yet: "
+        f"{args.period}'s usage is ingested and ready for them"
+    )
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    if not (settings.landing_dir.is_dir() and (settings.reference_dir / "meters.yaml").exists()):
+        from dagster_project.generator import generate
+
+        _say(
+            f"no sample data under {settings.data_dir}: generating {', '.join(DEMO_MONTHS)} "
+            f"({DEMO_EVENTS} events a month, seed {DEMO_SEED})"
+        )
+        generate(settings.data_dir, list(DEMO_MONTHS), DEMO_EVENTS, DEMO_SEED)
+    days = _landing_days(settings, None, None)
+    started = time.perf_counter()
+    run_ingest(settings, days)
+    _print_summary(settings, days)
+    _say(f"\ndone in {time.perf_counter() - started:.1f}s")
+    _say(
+        "\nwhere to look next:\n"
+        f"  tables (Parquet)     {settings.warehouse_dir}/<table>/<day>.parquet\n"
+        f"  tables (DuckDB)      duckdb {settings.warehouse_dir / 'meterclose.duckdb'}\n"
+        f"  control database     {settings.control_db_url}\n"
+        "  lineage, checks, runs  make ui   (dagster dev, then http://127.0.0.1:3000)"
+    )
+    return 0
+
+
+def _print_summary(settings: Settings, days: Sequence[date]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    from resources.control_db import ControlDb
+    from resources.views import refresh_views
+
+    db = ControlDb(settings.control_db_url)
+    records = {r.received_date: r for r in db.days(min(days), max(days))}
+    totals = db.totals_by_day(min(days), max(days))
+    db.dispose()
+    by_month: dict[str, list[int]] = {}
+    for day in days:
+        if day not in records:
+            continue
+        t = totals[day]
+        row = by_month.setdefault(f"{day:%Y-%m}", [0, 0, 0, 0, 0])
+        row[0] += 1
+        for i, key in enumerate(("raw_lines", "accepted", "duplicates", "quarantined"), start=1):
+            row[i] += t[key]
+    table = Table(title="Ingested landing days")
+    for column in ("landing month", "days", "raw lines", "accepted", "duplicates", "quarantined"):
+        table.add_column(column, justify="right")
+    for month, row in sorted(by_month.items()):
+        table.add_row(month, *(f"{v:,}" for v in row))
+    grand = [sum(r[i] for r in by_month.values()) for i in range(5)]
+    table.add_row("total", *(f"{v:,}" for v in grand), style="bold")
+    Console().print(table)
+    balanced = grand[1] == grand[2] + grand[3] + grand[4]
+    _say(
+        f"every line accounted for: {grand[1]:,} = {grand[2]:,} accepted + {grand[3]:,} "
+        f"duplicates + {grand[4]:,} quarantined ({'balanced' if balanced else 'NOT BALANCED'})"
+    )
+    manifest = settings.data_dir / "manifest" / "lines.parquet"
+    if manifest.exists():
+        outcome = compare_manifest(settings, days)
+        _say(f"generator manifest: {outcome.description}")
+        if not outcome.passed:
+            _say(str(outcome.metadata["first_mismatches"]))
+    views = refresh_views(settings.warehouse_dir)
+    _say(f"DuckDB views refreshed: {', '.join(views)}")
+
+
+def compare_manifest(settings: Settings, days: Sequence[date]) -> CheckOutcome:
+    """The ingest outcome of every line against the generator's ground truth."""
+    import polars as pl
+
+    from checks.manifest import actual_outcomes, compare_with_manifest
+
+    first, last = min(days), max(days)
+
+    def scan(table: str) -> pl.LazyFrame:
+        return pl.scan_parquet(settings.warehouse_dir / table / "*.parquet").filter(
+            pl.col("received_date").is_between(first, last)
+        )
+
+    manifest = pl.scan_parquet(settings.data_dir / "manifest" / "lines.parquet").filter(
+        pl.col("received_date").is_between(first, last)
+    )
+    actual = actual_outcomes(
+        scan("usage_events"), scan("quarantined_events"), scan("duplicate_events")
+    )
+    return compare_with_manifest(manifest, actual)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="meterclose", description=__doc__)
+    parser.add_argument(
+        "--data-dir",
+        help="data root (default: $METERCLOSE_DATA_DIR, then data/ in the repository)",
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    demo = commands.add_parser("demo", help="run the pipeline on the sample data set")
+    demo.set_defaults(handler=cmd_demo)
+
+    gen = commands.add_parser("generate", help="generate reference data and telemetry")
+    gen.add_argument("--month", action="append", type=_month, required=True, help="YYYY-MM")
+    gen.add_argument("--events", type=int, default=DEMO_EVENTS, help="base events per month")
+    gen.add_argument("--seed", type=int, default=DEMO_SEED)
+    gen.add_argument("--out", help="output root (default: the data root)")
+    gen.set_defaults(handler=cmd_generate)
+
+    ingest = commands.add_parser("ingest", help="ingest landing days through Dagster")
+    ingest.add_argument("--from", dest="first", type=_day, help="first landing day")
+    ingest.add_argument("--to", dest="last", type=_day, help="last landing day")
+    ingest.set_defaults(handler=cmd_ingest)
+
+    close = commands.add_parser("close", help="materialise a month's partitions and its close")
+    close.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    close.set_defaults(handler=cmd_close)
+
+    # --data-dir is accepted after the command too, as users type it.
+    for sub in (demo, gen, ingest, close):
+        sub.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    return int(args.handler(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
