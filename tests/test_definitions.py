@@ -1,0 +1,46 @@
+"""The code location loads, with the jobs, schedules, sensors and checks we promise by name."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import dagster as dg
+
+from checks import names
+from dagster_project.definitions import defs
+
+
+def test_assets_and_blocking_checks() -> None:
+    graph = defs.resolve_asset_graph()
+    keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
+    assert keys == {"usage_events", "quarantined_events", "duplicate_events", "daily_usage"}
+    checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
+    assert checks == {
+        ("usage_events", names.USAGE_EVENTS_SCHEMA),
+        ("usage_events", names.LINES_ACCOUNTED_FOR),
+        ("quarantined_events", names.QUARANTINED_EVENTS_SCHEMA),
+        ("duplicate_events", names.DUPLICATE_EVENTS_SCHEMA),
+        ("daily_usage", names.DAILY_USAGE_SCHEMA),
+        ("daily_usage", names.DAILY_USAGE_TIES_TO_EVENTS),
+    }
+    for key in graph.asset_check_keys:
+        assert graph.get_check_spec(key).blocking, key
+
+
+def test_jobs_schedules_and_sensors() -> None:
+    assert defs.resolve_job_def("ingest_job").partitions_def is not None
+    schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
+    assert schedule.cron_schedule == "0 2 * * *"
+    assert schedule.job_name == "ingest_job"
+    sensors = {s.name for s in defs.sensors or []}
+    assert sensors == {"landing_files_sensor", "stale_dedup_window_sensor"}
+
+
+def test_nightly_schedule_targets_yesterdays_landing_day() -> None:
+    schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 10, 5, 2, 0, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = schedule.evaluate_tick(context).run_requests or []
+    assert [r.partition_key for r in requests] == ["2026-10-04"]
