@@ -141,23 +141,17 @@ def batch_id(received_date: date, fingerprints: Sequence[FileFingerprint]) -> st
 
 
 def meters_table(meters: Sequence[Meter]) -> pa.Table:
+    """Meters as a table to join events against; group names are sorted, so dims are canonical."""
     return pa.table(
         {
-            "meter": [m.slug for m in meters],
-            "event_type": [m.event_type for m in meters],
-            "aggregation": [m.aggregation.value for m in meters],
+            "meter": pa.array([m.slug for m in meters], pa.string()),
+            "event_type": pa.array([m.event_type for m in meters], pa.string()),
+            "aggregation": pa.array([m.aggregation.value for m in meters], pa.string()),
             "value_property": pa.array([m.value_property for m in meters], pa.string()),
-        }
-    )
-
-
-def meter_dims_table(meters: Sequence[Meter]) -> pa.Table:
-    rows = [(m.slug, name, path) for m in meters for name, path in m.group_by.items()]
-    return pa.table(
-        {
-            "meter": pa.array([r[0] for r in rows], pa.string()),
-            "dim": pa.array([r[1] for r in rows], pa.string()),
-            "path": pa.array([r[2] for r in rows], pa.string()),
+            "dim_names": pa.array([list(m.group_by) for m in meters], pa.list_(pa.string())),
+            "dim_paths": pa.array(
+                [list(m.group_by.values()) for m in meters], pa.list_(pa.string())
+            ),
         }
     )
 
@@ -188,85 +182,97 @@ class DayResult:
         return int(pc.sum(self.per_file["raw_lines"]).as_py() or 0)
 
 
-_MACROS = """
-CREATE OR REPLACE TEMP MACRO absent(j) AS
-    j IS NULL OR json_type(j) = 'NULL' OR (json_type(j) = 'VARCHAR' AND (j ->> '$') = '');
-CREATE OR REPLACE TEMP MACRO not_string(j) AS json_type(j) <> 'VARCHAR';
-"""
-
 # Stage 1: structure. Every line gets its CloudEvents attributes or a structural reason.
+# Each line is parsed once (json_extract with a list of paths); the checks below then work
+# on the small extracted fragments: a JSON string starts with a quote, null is 'null'.
 _PARSE = f"""
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH decoded AS (
-    SELECT file, line_no, line, rtrim(try(decode(line)), chr(13)) AS raw FROM lines
+    SELECT file, line_no, try(decode(line)) AS text FROM lines
 ), shaped AS (
-    SELECT *,
-        raw IS NOT NULL AND trim(raw) <> '' AND json_valid(raw) AS is_json
+    SELECT file, line_no,
+        CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
     FROM decoded
+), valid AS (
+    SELECT file, line_no, raw,
+        raw IS NOT NULL AND json_valid(raw) AS is_json
+    FROM shaped
 ), objects AS (
-    SELECT *,
-        CASE WHEN is_json AND json_type(raw) = 'OBJECT' THEN
+    SELECT file, line_no, raw, is_json,
+        CASE WHEN is_json AND starts_with(ltrim(raw), '{{') THEN
             json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
                                '$.time', '$.data'])
         END AS fx
-    FROM shaped
-), attrs AS (
-    SELECT file, line_no, line, raw, is_json, fx IS NOT NULL AS is_object,
+    FROM valid
+), fields AS (
+    SELECT file, line_no, raw, is_json, fx IS NOT NULL AS is_object,
         fx[1] AS j_specversion, fx[2] AS j_id, fx[3] AS j_source, fx[4] AS j_type,
         fx[5] AS j_subject, fx[6] AS j_time, fx[7] AS j_data
     FROM objects
+), typed AS (
+    SELECT *,
+        starts_with(j_specversion, '"') AS is_str_specversion,
+        starts_with(j_id, '"') AS is_str_id,
+        starts_with(j_source, '"') AS is_str_source,
+        starts_with(j_type, '"') AS is_str_type,
+        starts_with(j_subject, '"') AS is_str_subject,
+        starts_with(j_time, '"') AS is_str_time,
+        coalesce(j_specversion IN ('null', '""'), true) AS no_specversion,
+        coalesce(j_id IN ('null', '""'), true) AS no_id,
+        coalesce(j_source IN ('null', '""'), true) AS no_source,
+        coalesce(j_type IN ('null', '""'), true) AS no_type,
+        coalesce(j_subject IN ('null', '""'), true) AS no_subject,
+        coalesce(j_time IN ('null', '""'), true) AS no_time,
+        CASE WHEN starts_with(j_time, '"') THEN j_time ->> '$' END AS time_text
+    FROM fields
+), timed AS (
+    SELECT *,
+        CASE WHEN regexp_full_match(time_text, '{_RFC3339}')
+             THEN try_cast(time_text AS TIMESTAMPTZ) END AS event_time
+    FROM typed
 )
-SELECT file, line_no, line, raw,
+SELECT file, line_no, raw,
     CASE
         WHEN raw IS NULL THEN 'invalid_encoding'
         WHEN trim(raw) = '' THEN 'empty_line'
         WHEN NOT is_json THEN 'invalid_json'
         WHEN NOT is_object THEN 'not_an_object'
-        WHEN absent(j_specversion) OR absent(j_id) OR absent(j_source) OR absent(j_type)
-          OR absent(j_subject) OR absent(j_time) THEN 'missing_field'
-        WHEN not_string(j_specversion) OR (j_specversion ->> '$') <> '1.0'
-          OR not_string(j_id) OR not_string(j_source) OR not_string(j_type)
-          OR not_string(j_subject) OR not_string(j_time)
-          OR NOT regexp_full_match(j_time ->> '$', '{_RFC3339}')
-          OR try_cast(j_time ->> '$' AS TIMESTAMPTZ) IS NULL
-          OR (j_data IS NOT NULL AND json_type(j_data) NOT IN ('OBJECT', 'NULL'))
-          THEN 'invalid_field'
+        WHEN no_specversion OR no_id OR no_source OR no_type OR no_subject OR no_time
+            THEN 'missing_field'
+        WHEN j_specversion <> '"1.0"' OR NOT is_str_id OR NOT is_str_source
+          OR NOT is_str_type OR NOT is_str_subject OR event_time IS NULL
+          OR (j_data IS NOT NULL AND j_data <> 'null' AND NOT starts_with(j_data, '{{'))
+            THEN 'invalid_field'
     END AS reason,
     CASE
         WHEN raw IS NULL THEN 'bytes are not UTF-8'
         WHEN trim(raw) = '' THEN 'blank line'
         WHEN NOT is_json THEN 'not parseable as JSON: ' || left(raw, 80)
         WHEN NOT is_object THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
-        WHEN absent(j_specversion) THEN 'specversion is missing'
-        WHEN absent(j_id) THEN 'id is missing'
-        WHEN absent(j_source) THEN 'source is missing'
-        WHEN absent(j_type) THEN 'type is missing'
-        WHEN absent(j_subject) THEN 'subject is missing'
-        WHEN absent(j_time) THEN 'time is missing'
-        WHEN not_string(j_specversion) OR (j_specversion ->> '$') <> '1.0'
-          THEN 'specversion is ' || CAST(j_specversion AS VARCHAR) || ', expected "1.0"'
-        WHEN not_string(j_id) THEN 'id is ' || CAST(j_id AS VARCHAR) || ', expected a string'
-        WHEN not_string(j_source)
-          THEN 'source is ' || CAST(j_source AS VARCHAR) || ', expected a string'
-        WHEN not_string(j_type)
-          THEN 'type is ' || CAST(j_type AS VARCHAR) || ', expected a string'
-        WHEN not_string(j_subject)
-          THEN 'subject is ' || CAST(j_subject AS VARCHAR) || ', expected a string'
-        WHEN not_string(j_time) OR NOT regexp_full_match(j_time ->> '$', '{_RFC3339}')
-          OR try_cast(j_time ->> '$' AS TIMESTAMPTZ) IS NULL
-          THEN 'time is ' || CAST(j_time AS VARCHAR) || ', expected RFC 3339 with an offset'
-        WHEN j_data IS NOT NULL AND json_type(j_data) NOT IN ('OBJECT', 'NULL')
-          THEN 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
+        WHEN no_specversion THEN 'specversion is missing'
+        WHEN no_id THEN 'id is missing'
+        WHEN no_source THEN 'source is missing'
+        WHEN no_type THEN 'type is missing'
+        WHEN no_subject THEN 'subject is missing'
+        WHEN no_time THEN 'time is missing'
+        WHEN j_specversion <> '"1.0"'
+            THEN 'specversion is ' || j_specversion || ', expected "1.0"'
+        WHEN NOT is_str_id THEN 'id is ' || j_id || ', expected a string'
+        WHEN NOT is_str_source THEN 'source is ' || j_source || ', expected a string'
+        WHEN NOT is_str_type THEN 'type is ' || j_type || ', expected a string'
+        WHEN NOT is_str_subject THEN 'subject is ' || j_subject || ', expected a string'
+        WHEN event_time IS NULL
+            THEN 'time is ' || j_time || ', expected RFC 3339 with an offset'
+        WHEN j_data IS NOT NULL AND j_data <> 'null' AND NOT starts_with(j_data, '{{')
+            THEN 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
     END AS detail,
-    CASE WHEN is_object AND NOT not_string(j_id) THEN j_id ->> '$' END AS event_id,
-    CASE WHEN is_object AND NOT not_string(j_source) THEN j_source ->> '$' END AS source,
-    CASE WHEN is_object AND NOT not_string(j_type) THEN j_type ->> '$' END AS event_type,
-    CASE WHEN is_object AND NOT not_string(j_subject) THEN j_subject ->> '$' END AS customer_id,
-    CASE WHEN is_object AND NOT not_string(j_time)
-              AND regexp_full_match(j_time ->> '$', '{_RFC3339}')
-         THEN try_cast(j_time ->> '$' AS TIMESTAMPTZ) END AS event_time,
-    CASE WHEN is_object AND json_type(j_data) = 'OBJECT' THEN CAST(j_data AS VARCHAR) END AS data
-FROM attrs
+    CASE WHEN is_str_id THEN j_id ->> '$' END AS event_id,
+    CASE WHEN is_str_source THEN j_source ->> '$' END AS source,
+    CASE WHEN is_str_type THEN j_type ->> '$' END AS event_type,
+    CASE WHEN is_str_subject THEN j_subject ->> '$' END AS customer_id,
+    event_time,
+    CASE WHEN starts_with(j_data, '{{') THEN j_data END AS data
+FROM timed
 """
 
 # Stage 2: event type and time, for lines whose structure is sound.
@@ -303,7 +309,8 @@ FROM parsed p, limits l
 _VALUES = f"""
 CREATE OR REPLACE TEMP TABLE metered AS
 WITH candidates AS (
-    SELECT p.file, p.line_no, p.data, m.meter, m.aggregation, m.value_property
+    SELECT p.file, p.line_no, p.data, m.meter, m.aggregation, m.value_property,
+        m.dim_names, m.dim_paths
     FROM parsed p
     JOIN timed t USING (file, line_no)
     JOIN meters m ON m.event_type = p.event_type
@@ -315,15 +322,21 @@ WITH candidates AS (
     FROM candidates
 )
 SELECT file, line_no, meter, aggregation,
-    CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
-              AND json_type(j_value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR')
+    -- ->> yields the text of a scalar (a number, or a string unquoted); objects, arrays
+    -- and booleans do not cast, so one try_cast decides what is a number.
+    CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
+         WHEN aggregation <> 'UNIQUE_COUNT'
          THEN try_cast(j_value ->> '$' AS {QUANTITY_TYPE})
-         WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
     END AS quantity,
-    CASE WHEN aggregation = 'UNIQUE_COUNT'
-              AND json_type(j_value) IN ('BIGINT', 'UBIGINT', 'DOUBLE', 'VARCHAR', 'BOOLEAN')
+    CASE WHEN aggregation = 'UNIQUE_COUNT' AND j_value <> 'null'
+              AND NOT starts_with(j_value, '{{') AND NOT starts_with(j_value, '[')
               AND (j_value ->> '$') <> ''
          THEN j_value ->> '$' END AS unique_value,
+    CASE WHEN len(dim_paths) = 0 THEN '{{}}'
+         ELSE CAST(to_json(map(dim_names,
+                               list_transform(dim_paths, lambda x: json_extract_string(data, x))))
+                   AS VARCHAR)
+    END AS dims,
     j_value
 FROM valued
 """
@@ -401,38 +414,26 @@ _USAGE_EVENTS = """
 SELECT p.event_id, p.source, p.customer_id, p.event_type, m.meter, p.event_time,
     CAST(timezone('UTC', p.event_time) AS DATE) AS usage_date,
     $received_date AS received_date,
-    m.quantity, m.unique_value,
-    coalesce(d.dims, '{}') AS dims,
+    m.quantity, m.unique_value, m.dims,
     coalesce(p.data, '{}') AS data,
     p.file, p.line_no, $batch_id AS ingest_batch_id
 FROM arrival a
 JOIN parsed p USING (file, line_no)
 JOIN metered m USING (file, line_no)
-LEFT JOIN (
-    SELECT x.file, x.line_no, x.meter,
-        CAST(to_json(map_from_entries(list((x.dim, x.value) ORDER BY x.dim))) AS VARCHAR) AS dims
-    FROM (
-        SELECT m.file, m.line_no, m.meter, md.dim,
-            json_extract_string(p.data, md.path) AS value
-        FROM metered m
-        JOIN meter_dims md USING (meter)
-        JOIN parsed p USING (file, line_no)
-        JOIN arrival a USING (file, line_no)
-        WHERE a.outcome = 'accepted'
-    ) x
-    GROUP BY x.file, x.line_no, x.meter
-) d USING (file, line_no, meter)
 WHERE a.outcome = 'accepted'
-ORDER BY p.customer_id, m.meter, p.event_time, p.source, p.event_id
+-- Customer and meter first: what rating reads together is stored together. The landing
+-- position breaks ties, which makes the order total and the file bytes repeatable.
+ORDER BY p.customer_id, m.meter, p.event_time, p.file, p.line_no
 """
 
 _QUARANTINED = """
 SELECT $received_date AS received_date, v.file, v.line_no, v.reason, v.detail,
-    coalesce(try(decode(p.line)), CAST(p.line AS VARCHAR)) AS raw,
-    CASE WHEN p.raw IS NULL THEN hex(p.line) END AS raw_hex,
+    coalesce(try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
+    CASE WHEN p.raw IS NULL THEN hex(l.line) END AS raw_hex,
     v.source, v.event_id, v.event_type, v.customer_id, v.event_time
 FROM verdict v
 JOIN parsed p USING (file, line_no)
+JOIN lines l USING (file, line_no)
 WHERE v.reason IS NOT NULL
 ORDER BY v.file, v.line_no
 """
@@ -494,7 +495,6 @@ def ingest_day(
     """Classify every line of a landing day; prior days' accepted events decide duplicates."""
     con.register("lines", lines)
     con.register("meters", meters_table(meters))
-    con.register("meter_dims", meter_dims_table(meters))
     con.register("customers", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
     if prior_usage_files:
         # A view, not a table: DuckDB reads only the two key columns it needs, and only
@@ -517,7 +517,6 @@ def ingest_day(
         con.execute(sql, params)
         timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
 
-    con.execute(_MACROS)
     stage("parse", _PARSE)
     stage(
         "validate",
