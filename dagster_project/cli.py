@@ -60,11 +60,16 @@ def cmd_generate(args: argparse.Namespace) -> int:
     from dagster_project.generator import generate
 
     out = Path(args.out or load_settings(args.data_dir).data_dir)
+    if (out / "landing" / "usage").exists():
+        _say(f"replacing the landing files under {out / 'landing' / 'usage'}")
     started = time.perf_counter()
     summary = generate(out, list(args.month), args.events, args.seed)
+    overall = summary["overall"]
+    outcomes = ", ".join(f"{v:,} {k}" for k, v in sorted(overall["outcomes"].items()))
     _say(
         f"generated {', '.join(args.month)} into {out} in {time.perf_counter() - started:.1f}s: "
-        f"{summary.get('total_lines', 'n/a')} landing lines"
+        f"{overall['lines']:,} landing lines, expected {outcomes} "
+        f"(ground truth in {out / 'manifest'})"
     )
     return 0
 
@@ -91,7 +96,7 @@ def run_ingest(settings: Settings, days: Sequence[date]) -> list[str]:
     """Materialise ingest and daily usage for the days, one in-process run per month range."""
     import dagster as dg
 
-    from dagster_project.definitions import defs
+    from dagster_project.definitions import build_definitions
     from dagster_project.partitions import usage_daily_partition
 
     known = set(usage_daily_partition.get_partition_keys())
@@ -102,7 +107,7 @@ def run_ingest(settings: Settings, days: Sequence[date]) -> list[str]:
             f"(they start at {usage_daily_partition.start:%Y-%m-%d} and end today): "
             "set METERCLOSE_FIRST_DAY or move the data"
         )
-    job = defs.resolve_job_def("ingest_job")
+    job = build_definitions(settings).resolve_job_def("ingest_job")
     instance = dg.DagsterInstance.get()
     run_ids = []
     for first, last in _month_ranges(days):

@@ -1,7 +1,5 @@
 """The code location: every asset, check, job, schedule, sensor and resource, assembled."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from assets.ingest import ingest_landing_day
@@ -10,11 +8,18 @@ from dagster_project.jobs import ingest_job
 from dagster_project.resources import build_resources
 from dagster_project.schedules import nightly_ingest_schedule
 from dagster_project.sensors import landing_files_sensor, stale_dedup_window_sensor
+from dagster_project.settings import Settings
 
-defs = dg.Definitions(
-    assets=[ingest_landing_day, daily_usage],
-    jobs=[ingest_job],
-    schedules=[nightly_ingest_schedule],
-    sensors=[landing_files_sensor, stale_dedup_window_sensor],
-    resources=build_resources(),
-)
+
+def build_definitions(settings: Settings | None = None) -> dg.Definitions:
+    """The same definitions for `dagster dev` and the CLI; only the settings differ."""
+    return dg.Definitions(
+        assets=[ingest_landing_day, daily_usage],
+        jobs=[ingest_job],
+        schedules=[nightly_ingest_schedule],
+        sensors=[landing_files_sensor, stale_dedup_window_sensor],
+        resources=build_resources(settings),
+    )
+
+
+defs = build_definitions()

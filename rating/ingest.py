@@ -45,6 +45,8 @@ REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time")
 # Quantities carry 12 decimal places: enough for fractional GB-hours and exact money.
 QUANTITY_TYPE = "DECIMAL(38,12)"
 # RFC 3339 demands an explicit offset; DuckDB alone would read a bare local time as UTC.
+# Whitespace as JSON knows it, plus vertical tab and form feed: a line of only these is empty.
+_WHITESPACE = "(chr(32) || chr(9) || chr(10) || chr(13) || chr(11) || chr(12))"
 _RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
 
 
@@ -199,7 +201,7 @@ WITH decoded AS (
     FROM shaped
 ), objects AS (
     SELECT file, line_no, raw, is_json,
-        CASE WHEN is_json AND starts_with(ltrim(raw), '{{') THEN
+        CASE WHEN is_json AND starts_with(ltrim(raw, {_WHITESPACE}), '{{') THEN
             json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
                                '$.time', '$.data'])
         END AS fx
@@ -234,7 +236,7 @@ WITH decoded AS (
 SELECT file, line_no, raw,
     CASE
         WHEN raw IS NULL THEN 'invalid_encoding'
-        WHEN trim(raw) = '' THEN 'empty_line'
+        WHEN trim(raw, {_WHITESPACE}) = '' THEN 'empty_line'
         WHEN NOT is_json THEN 'invalid_json'
         WHEN NOT is_object THEN 'not_an_object'
         WHEN no_specversion OR no_id OR no_source OR no_type OR no_subject OR no_time
@@ -246,7 +248,7 @@ SELECT file, line_no, raw,
     END AS reason,
     CASE
         WHEN raw IS NULL THEN 'bytes are not UTF-8'
-        WHEN trim(raw) = '' THEN 'blank line'
+        WHEN trim(raw, {_WHITESPACE}) = '' THEN 'blank line'
         WHEN NOT is_json THEN 'not parseable as JSON: ' || left(raw, 80)
         WHEN NOT is_object THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
         WHEN no_specversion THEN 'specversion is missing'

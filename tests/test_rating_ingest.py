@@ -199,3 +199,18 @@ def test_batch_id_depends_on_day_names_and_content_only() -> None:
     assert ingest.batch_id(DAY, fp) == ingest.batch_id(DAY, list(reversed(fp)))
     assert ingest.batch_id(DAY, fp) != ingest.batch_id(DAY, fp[:1])
     assert ingest.batch_id(DAY, fp).startswith("ib-20260903-")
+
+
+@pytest.mark.parametrize(
+    ("line", "reason"),
+    [
+        (" \t ", "empty_line"),
+        ("\x0b", "empty_line"),
+        ('\t{"specversion": "1.0"}', "missing_field"),
+        ("  [1]", "not_an_object"),
+        ('"text"', "not_an_object"),
+        ("{", "invalid_json"),
+    ],
+)
+def test_whitespace_is_json_whitespace(tmp_path: Path, line: str, reason: str) -> None:
+    assert verdict(tmp_path, line)[0] == reason
