@@ -18,7 +18,7 @@ from dagster_project.partitions import usage_daily_partition
 from rating import ingest as rating_ingest
 from resources.control_db import ControlDb, ControlDbResource, FileCounts, window_digest
 from resources.landing import IngestRulesResource, Landing, LandingResource
-from resources.reference import ReferenceData, ReferenceDataResource
+from resources.reference import ReferenceDataResource, ReferenceSnapshot
 from resources.warehouse import Warehouse, WarehouseResource
 
 USAGE_EVENTS = "usage_events"
@@ -52,17 +52,13 @@ def ingest_one_day(
     *,
     landing: Landing,
     warehouse: Warehouse,
-    reference: ReferenceData,
+    reference: ReferenceSnapshot,
     control_db: ControlDb,
     rules: rating_ingest.IngestRules,
     run_id: str | None,
-    reference_digest: str | None = None,
 ) -> DayIngest:
     """Ingest one landing day end to end: read, classify, write, record, check."""
     started = time.perf_counter()
-    meters = reference.meters()
-    customers = reference.customers()
-    reference_digest = reference_digest or reference.digest()
     signature = landing.signature(day)
     files = landing.files(day)
     # Every file is read (and every gzip stream checked) before anything is written, so an
@@ -80,8 +76,8 @@ def ingest_one_day(
             con,
             received_date=day,
             lines=lines,
-            meters=meters,
-            customer_ids=customers["customer_id"].to_arrow(),
+            meters=reference.meters,
+            customer_ids=reference.customers["customer_id"].to_arrow(),
             prior_usage_files=prior_files,
             rules=rules,
             ingest_batch_id=batch,
@@ -117,7 +113,7 @@ def ingest_one_day(
         window_digest=window_digest(
             (d, recorded[d]) for d in window if d in recorded and warehouse_has(warehouse, d)
         ),
-        reference_digest=reference_digest,
+        reference_digest=reference.digest,
         landing_signature=signature,
         lateness_days=rules.lateness_days,
         run_id=run_id,
@@ -236,19 +232,17 @@ def ingest_landing_day(
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     days = partition_days(context)
     db = control_db.get()
-    ref = reference.get()
-    digest = ref.digest()
+    snapshot = reference.get().snapshot()
     results: list[DayIngest] = []
     for index, day in enumerate(days, start=1):
         result = ingest_one_day(
             day,
             landing=landing.get(),
             warehouse=warehouse.get(),
-            reference=ref,
+            reference=snapshot,
             control_db=db,
             rules=ingest_rules.get(),
             run_id=context.run.run_id,
-            reference_digest=digest,
         )
         context.log.info(
             f"landing day {day} ({index}/{len(days)}): {result.raw_lines} lines → "

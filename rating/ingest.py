@@ -233,7 +233,7 @@ WITH decoded AS (
              THEN try_cast(time_text AS TIMESTAMPTZ) END AS event_time
     FROM typed
 )
-SELECT file, line_no, raw,
+SELECT file, line_no,
     CASE
         WHEN raw IS NULL THEN 'invalid_encoding'
         WHEN trim(raw, {_WHITESPACE}) = '' THEN 'empty_line'
@@ -311,7 +311,8 @@ FROM parsed p, limits l
 _VALUES = f"""
 CREATE OR REPLACE TEMP TABLE metered AS
 WITH candidates AS (
-    SELECT p.file, p.line_no, p.data, m.meter, m.aggregation, m.value_property,
+    SELECT p.file, p.line_no, p.event_id, p.source, p.customer_id, p.event_type,
+        p.event_time, p.data, m.meter, m.aggregation, m.value_property,
         m.dim_names, m.dim_paths
     FROM parsed p
     JOIN timed t USING (file, line_no)
@@ -323,7 +324,8 @@ WITH candidates AS (
              THEN json_extract(data, value_property) END AS j_value
     FROM candidates
 )
-SELECT file, line_no, meter, aggregation,
+SELECT file, line_no, event_id, source, customer_id, event_type, event_time, data,
+    meter, aggregation,
     -- ->> yields the text of a scalar (a number, or a string unquoted); objects, arrays
     -- and booleans do not cast, so one try_cast decides what is a number.
     CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
@@ -413,25 +415,23 @@ LEFT JOIN earlier e USING (source, event_id)
 """
 
 _USAGE_EVENTS = """
-SELECT p.event_id, p.source, p.customer_id, p.event_type, m.meter, p.event_time,
-    CAST(timezone('UTC', p.event_time) AS DATE) AS usage_date,
+SELECT m.event_id, m.source, m.customer_id, m.event_type, m.meter, m.event_time,
+    CAST(timezone('UTC', m.event_time) AS DATE) AS usage_date,
     $received_date AS received_date,
     m.quantity, m.unique_value, m.dims,
-    coalesce(p.data, '{}') AS data,
-    p.file, p.line_no, $batch_id AS ingest_batch_id
-FROM arrival a
-JOIN parsed p USING (file, line_no)
-JOIN metered m USING (file, line_no)
-WHERE a.outcome = 'accepted'
+    coalesce(m.data, '{}') AS data,
+    m.file, m.line_no, $batch_id AS ingest_batch_id
+FROM metered m
+SEMI JOIN arrival a ON a.file = m.file AND a.line_no = m.line_no AND a.outcome = 'accepted'
 -- Customer and meter first: what rating reads together is stored together. The landing
 -- position breaks ties, which makes the order total and the file bytes repeatable.
-ORDER BY p.customer_id, m.meter, p.event_time, p.file, p.line_no
+ORDER BY m.customer_id, m.meter, m.event_time, m.file, m.line_no
 """
 
 _QUARANTINED = """
 SELECT $received_date AS received_date, v.file, v.line_no, v.reason, v.detail,
     coalesce(try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
-    CASE WHEN p.raw IS NULL THEN hex(l.line) END AS raw_hex,
+    CASE WHEN v.reason = 'invalid_encoding' THEN hex(l.line) END AS raw_hex,
     v.source, v.event_id, v.event_type, v.customer_id, v.event_time
 FROM verdict v
 JOIN parsed p USING (file, line_no)
@@ -461,9 +461,9 @@ GROUP BY l.file
 ORDER BY l.file
 """
 
+# An order-free digest (XOR of per-key MD5s): no sort or string aggregation of a day's keys.
 _KEYS_DIGEST = """
-SELECT coalesce(md5(string_agg(source || chr(31) || event_id, chr(30) ORDER BY source, event_id)),
-                md5(''))
+SELECT CAST(coalesce(bit_xor(md5_number(source || chr(31) || event_id)), 0) AS VARCHAR)
 FROM arrival WHERE outcome = 'accepted'
 """
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -105,11 +106,24 @@ class ReferenceData:
 
     def digest(self) -> str:
         """A hash of the reference data ingest depends on, to tell when a day went stale."""
+        return self.snapshot().digest
+
+    def snapshot(self) -> ReferenceSnapshot:
+        """Meters and customers read once, for a whole run: every day sees the same terms."""
+        meters = self.meters()
+        customers = self.customers()
         h = hashlib.sha256()
-        for meter in self.meters():
+        for meter in meters:
             h.update(repr(meter).encode())
-        h.update(self.customers().write_csv().encode())
-        return h.hexdigest()[:16]
+        h.update(customers.write_csv().encode())
+        return ReferenceSnapshot(meters=meters, customers=customers, digest=h.hexdigest()[:16])
+
+
+@dataclass(frozen=True)
+class ReferenceSnapshot:
+    meters: list[Meter]
+    customers: pl.DataFrame
+    digest: str
 
 
 class ReferenceDataResource(dg.ConfigurableResource):  # type: ignore[misc]
