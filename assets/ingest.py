@@ -5,6 +5,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -22,6 +23,8 @@ from resources.reference import ReferenceDataResource, ReferenceSnapshot
 from resources.warehouse import Warehouse, WarehouseResource
 
 USAGE_EVENTS = "usage_events"
+# Footer entry of each usage_events file: the digest of the day's accepted (source, id) keys.
+KEYS_DIGEST_KEY = "meterclose.accepted_keys_digest"
 QUARANTINED_EVENTS = "quarantined_events"
 DUPLICATE_EVENTS = "duplicate_events"
 
@@ -69,7 +72,11 @@ def ingest_one_day(
     first, last = rules.dedup_window(day)
     window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
     prior_files = warehouse.existing(USAGE_EVENTS, window)
-    recorded = {r.received_date: r.accepted_keys_digest for r in control_db.days(first, last)}
+    # The window digest is taken from the very files deduplication reads, not from the
+    # control database, so it says exactly what this day was compared against.
+    seen_window = window_digest(
+        (date.fromisoformat(p.stem), accepted_keys_digest(warehouse, p)) for p in prior_files
+    )
     con = rating_ingest.connect()
     try:
         result = rating_ingest.ingest_day(
@@ -85,9 +92,15 @@ def ingest_one_day(
     finally:
         con.close()
     written = time.perf_counter()
+    control_db.mark_writing(day, run_id)
     warehouse.write(
         {
-            USAGE_EVENTS: (day, result.usage_events),
+            USAGE_EVENTS: (
+                day,
+                result.usage_events.replace_schema_metadata(
+                    {KEYS_DIGEST_KEY: result.accepted_keys_digest}
+                ),
+            ),
             QUARANTINED_EVENTS: (day, result.quarantined_events),
             DUPLICATE_EVENTS: (day, result.duplicate_events),
         }
@@ -110,9 +123,7 @@ def ingest_one_day(
             for fp in fingerprints
         ],
         accepted_keys_digest=result.accepted_keys_digest,
-        window_digest=window_digest(
-            (d, recorded[d]) for d in window if d in recorded and warehouse_has(warehouse, d)
-        ),
+        window_digest=seen_window,
         reference_digest=reference.digest,
         landing_signature=signature,
         lateness_days=rules.lateness_days,
@@ -161,8 +172,36 @@ def ingest_one_day(
     )
 
 
-def warehouse_has(warehouse: Warehouse, day: date) -> bool:
-    return warehouse.partition_path(USAGE_EVENTS, day).exists()
+def accepted_keys_digest(warehouse: Warehouse, path: Path) -> str:
+    digest = warehouse.file_metadata(path, KEYS_DIGEST_KEY)
+    if digest is None:
+        raise ValueError(f"{path}: no {KEYS_DIGEST_KEY} in its footer; re-ingest that day")
+    return digest
+
+
+def stale_landing_days(
+    warehouse: Warehouse, control_db: ControlDb, rules: rating_ingest.IngestRules
+) -> list[date]:
+    """Ingested days to redo: interrupted while writing, or whose window has changed since.
+
+    A day's deduplication compared it with the accepted events of the days before it; if
+    one of those was re-ingested and accepts other events now, this day's verdicts may be
+    wrong (an event accepted twice, or a duplicate of something no longer accepted).
+    """
+    current = {
+        date.fromisoformat(path.stem): accepted_keys_digest(warehouse, path)
+        for path in warehouse.table_dir(USAGE_EVENTS).glob("*.parquet")
+    }
+    stale = []
+    for record in control_db.days():
+        if record.status != "done":
+            stale.append(record.received_date)
+            continue
+        first, last = rules.dedup_window(record.received_date)
+        seen = window_digest((d, k) for d, k in current.items() if first <= d <= last)
+        if seen != record.window_digest:
+            stale.append(record.received_date)
+    return stale
 
 
 _CHECKS = [

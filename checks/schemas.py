@@ -113,7 +113,8 @@ class DailyUsage(pa.DataFrameModel):
     event_count: pl.Int64 = pa.Field(ge=1)
     distinct_values: pl.List(pl.String) = pa.Field(nullable=True)  # type: ignore[valid-type]
     latest_event_time: UTC_TIME = pa.Field(nullable=True)  # type: ignore[valid-type]
-    latest_event: str = pa.Field(nullable=True)
+    latest_source: str = pa.Field(nullable=True)
+    latest_event_id: str = pa.Field(nullable=True)
     first_event_time: UTC_TIME  # type: ignore[valid-type]
     last_event_time: UTC_TIME  # type: ignore[valid-type]
 

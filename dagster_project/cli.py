@@ -93,6 +93,45 @@ def _month_ranges(days: Sequence[date]) -> list[tuple[date, date]]:
 
 
 def run_ingest(settings: Settings, days: Sequence[date]) -> list[str]:
+    """Ingest the days, and whatever else that takes to keep deduplication exact.
+
+    Landing days in the deduplication window before the first day are ingested first if
+    they never were; afterwards every later day whose window changed is re-ingested (what
+    the stale-window sensor does in a deployment), until none is stale.
+    """
+    from assets.ingest import stale_landing_days
+    from resources.control_db import ControlDb
+    from resources.landing import IngestRulesResource, Landing
+    from resources.warehouse import Warehouse
+
+    rules = IngestRulesResource(lateness_days=settings.lateness_days).get()
+    landing = Landing(settings.landing_dir)
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        done = {r.received_date for r in db.days() if r.status == "done"}
+        window_start, _ = rules.dedup_window(min(days))
+        before = [d for d in landing.days() if window_start <= d < min(days) and d not in done]
+        if before:
+            _say(f"first ingesting {len(before)} earlier landing day(s) that deduplication reads")
+        run_ids = _run_ranges(settings, sorted(set(days) | set(before)))
+        for _ in range(3):
+            stale = stale_landing_days(Warehouse(settings.warehouse_dir), db, rules)
+            if not stale:
+                return run_ids
+            last = max(r.received_date for r in db.days())
+            redo = [d for d in landing.days() if stale[0] <= d <= last]
+            _say(
+                f"re-ingesting {len(redo)} landing day(s) from {stale[0]}: "
+                "an earlier day now accepts other events"
+            )
+            run_ids += _run_ranges(settings, redo)
+        raise SystemExit(f"landing days still stale after three passes: {stale}")
+    finally:
+        db.dispose()
+
+
+def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
     """Materialise ingest and daily usage for the days, one in-process run per month range."""
     import dagster as dg
 

@@ -42,12 +42,20 @@ REASONS: dict[str, str] = {
     "unknown_customer": "the subject is not a known customer",
 }
 REQUIRED_ATTRIBUTES = ("specversion", "id", "source", "type", "subject", "time")
+_BATCH_ROWS = 32_768
+# A decimal number as text: no spaces, digit separators, hex, NaN or infinity.
+_NUMBER = r"^-?\d+(\.\d+)?([eE][+-]?\d+)?$"
 # Quantities carry 12 decimal places: enough for fractional GB-hours and exact money.
 QUANTITY_TYPE = "DECIMAL(38,12)"
 # RFC 3339 demands an explicit offset; DuckDB alone would read a bare local time as UTC.
 # Whitespace as JSON knows it, plus vertical tab and form feed: a line of only these is empty.
 _WHITESPACE = "(chr(32) || chr(9) || chr(10) || chr(13) || chr(11) || chr(12))"
-_RFC3339 = r"^\d{4}-\d{2}-\d{2}[Tt ]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-]\d{2}:\d{2})$"
+# Hours 00-23 and minutes 00-59 here, because DuckDB's cast would roll T24:00 into the next
+# day and read an offset of +05:99; leap seconds (:60) are refused for the same reason.
+_RFC3339 = (
+    r"^\d{4}-\d{2}-\d{2}[Tt ]([01]\d|2[0-3]):[0-5]\d:[0-5]\d(\.\d+)?"
+    r"([Zz]|[+-]([01]\d|2[0-3]):[0-5]\d)$"
+)
 
 
 @dataclass(frozen=True)
@@ -78,7 +86,7 @@ class LandingFile:
 class FileFingerprint:
     name: str
     sha256: str
-    size_bytes: int
+    size_bytes: int  # on disk, as the checksum
     lines: int
 
 
@@ -89,6 +97,7 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
     except OSError as exc:
         raise LandingFileError(file.name, f"cannot be read ({exc.strerror})") from exc
     digest = hashlib.sha256(payload).hexdigest()
+    size = len(payload)
     if file.name.endswith(".gz"):
         try:
             payload = gzip.decompress(payload)
@@ -98,12 +107,12 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
     if payload.startswith(b"\xef\xbb\xbf"):
         payload = payload[3:]
     if not payload:
-        return pa.array([], pa.large_binary()), FileFingerprint(file.name, digest, 0, 0)
+        return pa.array([], pa.large_binary()), FileFingerprint(file.name, digest, size, 0)
     lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
     # A final newline ends the last line; it does not start another, empty one.
     if payload.endswith(b"\n"):
         lines = lines.slice(0, len(lines) - 1)
-    return lines, FileFingerprint(file.name, digest, len(payload), len(lines))
+    return lines, FileFingerprint(file.name, digest, size, len(lines))
 
 
 def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFingerprint]]:
@@ -131,7 +140,13 @@ def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFinge
                 "line": pa.array([], pa.large_binary()),
             }
         ), []
-    return pa.concat_tables(tables), fingerprints
+    # DuckDB scans an Arrow table in parallel by record batch; a file's lines arrive as one
+    # batch, so they are cut into slices (zero-copy) to keep both cores busy.
+    lines = pa.concat_tables(tables)
+    return (
+        pa.Table.from_batches(lines.to_batches(max_chunksize=_BATCH_ROWS), schema=lines.schema),
+        fingerprints,
+    )
 
 
 def batch_id(received_date: date, fingerprints: Sequence[FileFingerprint]) -> str:
@@ -230,7 +245,7 @@ WITH decoded AS (
 ), timed AS (
     SELECT *,
         CASE WHEN regexp_full_match(time_text, '{_RFC3339}')
-             THEN try_cast(time_text AS TIMESTAMPTZ) END AS event_time
+             THEN try_cast(upper(time_text) AS TIMESTAMPTZ) END AS event_time
     FROM typed
 )
 SELECT file, line_no,
@@ -323,26 +338,46 @@ WITH candidates AS (
         CASE WHEN value_property IS NOT NULL
              THEN json_extract(data, value_property) END AS j_value
     FROM candidates
+), texted AS (
+    -- ->> yields a scalar's text: a number as written back by DuckDB, a string unquoted.
+    SELECT *, j_value ->> '$' AS value_text FROM valued
+), numbers AS (
+    SELECT *,
+        CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
+              AND regexp_full_match(value_text, '{_NUMBER}')
+             THEN try_cast(value_text AS {QUANTITY_TYPE}) END AS number
+    FROM texted
 )
 SELECT file, line_no, event_id, source, customer_id, event_type, event_time, data,
     meter, aggregation,
-    -- ->> yields the text of a scalar (a number, or a string unquoted); objects, arrays
-    -- and booleans do not cast, so one try_cast decides what is a number.
-    CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
-         WHEN aggregation <> 'UNIQUE_COUNT'
-         THEN try_cast(j_value ->> '$' AS {QUANTITY_TYPE})
-    END AS quantity,
-    CASE WHEN aggregation = 'UNIQUE_COUNT' AND j_value <> 'null'
-              AND NOT starts_with(j_value, '{{') AND NOT starts_with(j_value, '[')
-              AND (j_value ->> '$') <> ''
-         THEN j_value ->> '$' END AS unique_value,
+    CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE}) ELSE number END AS quantity,
+    CASE
+        WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND number IS NULL
+            THEN 'expected a number or numeric string'
+        -- JSON numbers arrive as doubles: from 16 significant digits on, the value read
+        -- may not be the value sent. Strings carry any precision.
+        WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND NOT starts_with(j_value, '"')
+         AND regexp_matches(value_text, '[.eE]')
+         AND length(regexp_replace(regexp_replace(value_text, '[eE].*$|[-.]', '', 'g'),
+                                   '^0+', '')) >= 16
+            THEN 'more digits than a JSON number holds exactly; send it as a string'
+        WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
+         AND CASE WHEN regexp_matches(value_text, '[eE]')
+                  THEN try_cast(value_text AS DECIMAL(38,18)) <> number
+                  ELSE regexp_matches(value_text, '\\.\\d{{12}}\\d*[1-9]') END
+            THEN 'more than 12 decimal places'
+        WHEN aggregation = 'UNIQUE_COUNT' AND (j_value IS NULL OR j_value = 'null'
+              OR starts_with(j_value, '{{') OR starts_with(j_value, '[') OR value_text = '')
+            THEN 'expected a string or number'
+    END AS value_problem,
+    CASE WHEN aggregation = 'UNIQUE_COUNT' THEN value_text END AS unique_value,
     CASE WHEN len(dim_paths) = 0 THEN '{{}}'
          ELSE CAST(to_json(map(dim_names,
                                list_transform(dim_paths, lambda x: json_extract_string(data, x))))
                    AS VARCHAR)
     END AS dims,
     j_value
-FROM valued
+FROM numbers
 """
 
 _VALUE_REASONS = """
@@ -352,24 +387,18 @@ SELECT file, line_no,
     arg_min(detail, (rank, meter)) AS detail
 FROM (
     SELECT file, line_no, meter,
-        CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND quantity IS NULL THEN 1
-             WHEN aggregation = 'UNIQUE_COUNT' AND unique_value IS NULL THEN 1
-             WHEN quantity < 0 THEN 2 END AS rank,
-        CASE WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND quantity IS NULL
-                  THEN 'invalid_value'
-             WHEN aggregation = 'UNIQUE_COUNT' AND unique_value IS NULL THEN 'invalid_value'
+        CASE WHEN value_problem IS NOT NULL THEN 1 WHEN quantity < 0 THEN 2 END AS rank,
+        CASE WHEN value_problem IS NOT NULL THEN 'invalid_value'
              WHEN quantity < 0 THEN 'negative_value' END AS reason,
         'meter ' || meter || ': value is '
-            || coalesce(CAST(j_value AS VARCHAR), 'missing')
-            || CASE WHEN quantity < 0 THEN ', expected zero or more'
-                    ELSE ', expected a number or numeric string' END AS detail
+            || coalesce(CAST(j_value AS VARCHAR), 'missing') || ', '
+            || coalesce(value_problem, 'expected zero or more') AS detail
     FROM metered
 )
 WHERE rank IS NOT NULL
 GROUP BY file, line_no
 """
 
-# Stage 4: the verdict per line; valid lines then compete for first arrival.
 _VERDICT = """
 CREATE OR REPLACE TEMP TABLE verdict AS
 SELECT p.file, p.line_no, p.event_id, p.source, p.event_type, p.customer_id, p.event_time,

@@ -30,9 +30,12 @@ SELECT received_date, usage_date, customer_id, meter, dims,
          THEN list_sort(list(DISTINCT unique_value)) END AS distinct_values,
     CASE WHEN any_value(aggregation) = 'LATEST'
          THEN max(event_time) END AS latest_event_time,
+    -- The event that set a LATEST value, as its own columns: merging days compares
+    -- (time, source, event id) exactly as here, so ties break the same way.
     CASE WHEN any_value(aggregation) = 'LATEST'
-         THEN arg_max(source || '/' || event_id, (event_time, source, event_id)) END
-        AS latest_event,
+         THEN arg_max(source, (event_time, source, event_id)) END AS latest_source,
+    CASE WHEN any_value(aggregation) = 'LATEST'
+         THEN arg_max(event_id, (event_time, source, event_id)) END AS latest_event_id,
     min(event_time) AS first_event_time,
     max(event_time) AS last_event_time
 FROM (

@@ -58,6 +58,9 @@ ingest_day = sa.Table(
     sa.Column("window_digest", sa.String(64), nullable=False),
     sa.Column("reference_digest", sa.String(64), nullable=False),
     sa.Column("landing_signature", sa.String(64), nullable=False),
+    # 'writing' while a day's tables are being replaced, 'done' once all of them are:
+    # a crash in between leaves 'writing', which the sensors and the CLI re-ingest.
+    sa.Column("status", sa.String(16), nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
 )
@@ -84,6 +87,7 @@ class DayRecord:
     window_digest: str
     reference_digest: str
     landing_signature: str
+    status: str
     run_id: str | None
     ingested_at: datetime
 
@@ -123,6 +127,15 @@ class ControlDb:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
 
+    def mark_writing(self, received_date: date, run_id: str | None) -> None:
+        """Flag a day whose tables are about to be replaced (see ``ingest_day.status``)."""
+        with self.engine.begin() as conn:
+            conn.execute(
+                ingest_day.update()
+                .where(ingest_day.c.received_date == received_date)
+                .values(status="writing", run_id=run_id)
+            )
+
     def record_ingest(
         self,
         *,
@@ -141,57 +154,68 @@ class ControlDb:
             key: sum(getattr(f, key) for f in files)
             for key in ("raw_lines", "accepted", "duplicates", "quarantined")
         }
+        batch_values = dict(
+            received_date=received_date,
+            files=len(files),
+            **totals,
+            reference_digest=reference_digest,
+            lateness_days=lateness_days,
+            last_run_id=run_id,
+            updated_at=now,
+        )
+        day_values = dict(
+            batch_id=batch_id,
+            accepted_keys_digest=accepted_keys_digest,
+            window_digest=window_digest,
+            reference_digest=reference_digest,
+            landing_signature=landing_signature,
+            status="done",
+            run_id=run_id,
+            ingested_at=now,
+        )
+        try:
+            self._record(batch_id, received_date, files, batch_values, day_values, run_id, now)
+        except sa.exc.IntegrityError:
+            # Another run inserted the same batch or day between our update and insert:
+            # its row is there now, so the retry takes the update path.
+            self._record(batch_id, received_date, files, batch_values, day_values, run_id, now)
+
+    def _record(
+        self,
+        batch_id: str,
+        received_date: date,
+        files: Sequence[FileCounts],
+        batch_values: dict[str, Any],
+        day_values: dict[str, Any],
+        run_id: str | None,
+        now: datetime,
+    ) -> None:
         with self.engine.begin() as conn:
-            existing = conn.execute(
-                sa.select(ingest_batch.c.batch_id).where(ingest_batch.c.batch_id == batch_id)
-            ).first()
-            if existing:
-                conn.execute(
-                    ingest_batch.update()
-                    .where(ingest_batch.c.batch_id == batch_id)
-                    .values(
-                        **totals,
-                        files=len(files),
-                        reference_digest=reference_digest,
-                        lateness_days=lateness_days,
-                        last_run_id=run_id,
-                        updated_at=now,
-                    )
-                )
-                conn.execute(ingest_file.delete().where(ingest_file.c.batch_id == batch_id))
-            else:
+            # Update first, insert if absent: two runs on one day must not collide on the key.
+            updated = conn.execute(
+                ingest_batch.update()
+                .where(ingest_batch.c.batch_id == batch_id)
+                .values(**batch_values)
+            ).rowcount
+            if not updated:
                 conn.execute(
                     ingest_batch.insert().values(
-                        batch_id=batch_id,
-                        received_date=received_date,
-                        files=len(files),
-                        **totals,
-                        reference_digest=reference_digest,
-                        lateness_days=lateness_days,
-                        first_run_id=run_id,
-                        last_run_id=run_id,
-                        created_at=now,
-                        updated_at=now,
+                        batch_id=batch_id, first_run_id=run_id, created_at=now, **batch_values
                     )
                 )
+            conn.execute(ingest_file.delete().where(ingest_file.c.batch_id == batch_id))
             if files:
                 conn.execute(
                     ingest_file.insert(),
                     [dict(batch_id=batch_id, **f.__dict__) for f in files],
                 )
-            conn.execute(ingest_day.delete().where(ingest_day.c.received_date == received_date))
-            conn.execute(
-                ingest_day.insert().values(
-                    received_date=received_date,
-                    batch_id=batch_id,
-                    accepted_keys_digest=accepted_keys_digest,
-                    window_digest=window_digest,
-                    reference_digest=reference_digest,
-                    landing_signature=landing_signature,
-                    run_id=run_id,
-                    ingested_at=now,
-                )
-            )
+            updated = conn.execute(
+                ingest_day.update()
+                .where(ingest_day.c.received_date == received_date)
+                .values(**day_values)
+            ).rowcount
+            if not updated:
+                conn.execute(ingest_day.insert().values(received_date=received_date, **day_values))
 
     def days(self, first: date | None = None, last: date | None = None) -> list[DayRecord]:
         query = sa.select(ingest_day).order_by(ingest_day.c.received_date)

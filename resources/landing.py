@@ -19,17 +19,24 @@ class Landing:
         self.root = root
 
     def days(self) -> list[date]:
-        """Landing days that have a folder, oldest first; other folders are not ours."""
+        """Landing days that have a folder, oldest first."""
         if not self.root.is_dir():
             return []
         found = []
         for entry in self.root.iterdir():
-            if not entry.is_dir():
+            if not entry.is_dir() or entry.name.startswith("."):
                 continue
             try:
-                found.append(date.fromisoformat(entry.name))
+                day = date.fromisoformat(entry.name)
             except ValueError:
-                continue
+                day = None
+            # Python also reads "20260904" as a date; only the canonical name is a landing
+            # day, and anything else that looks like one is an error, not something to skip.
+            if day is None or entry.name != day.isoformat():
+                raise LandingFileError(
+                    entry.name, "unexpected folder in the landing area: expected YYYY-MM-DD"
+                )
+            found.append(day)
         return sorted(found)
 
     def files(self, day: date) -> list[LandingFile]:
@@ -55,13 +62,15 @@ class Landing:
         return files
 
     def signature(self, day: date) -> str:
-        """Names and sizes of the day's files: cheap to compute, changes when files land."""
+        """Names, sizes and modification times of the day's files: cheap, and it changes
+        when files land or are corrected in place."""
         h = hashlib.sha256()
         folder = self.root / day.isoformat()
         if folder.is_dir():
             for entry in sorted(folder.iterdir()):
                 if entry.is_file() and not entry.name.startswith("."):
-                    h.update(f"{entry.name}:{entry.stat().st_size};".encode())
+                    stat = entry.stat()
+                    h.update(f"{entry.name}:{stat.st_size}:{stat.st_mtime_ns};".encode())
         return h.hexdigest()[:16]
 
 

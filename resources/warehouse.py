@@ -44,6 +44,12 @@ class Warehouse:
         paths = [self.partition_path(table, p) for p in partitions]
         return [p for p in paths if p.exists()]
 
+    def file_metadata(self, path: Path, key: str) -> str | None:
+        """A key-value entry of a Parquet file's footer (written with the data, atomically)."""
+        metadata = pq.read_metadata(path).metadata or {}
+        value = metadata.get(key.encode())
+        return value.decode() if value is not None else None
+
     def write(self, tables: Mapping[str, tuple[date | str, pa.Table]]) -> dict[str, Path]:
         """Write several tables' partitions: all to temporary files first, then rename each.
 

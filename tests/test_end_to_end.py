@@ -153,3 +153,24 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert "8124 manifest lines, every one placed as expected" in out
     assert (root / "warehouse" / "meterclose.duckdb").exists()
     assert load_settings(root).data_dir == root.resolve()
+
+
+def test_closing_october_before_september_still_accepts_each_event_once(
+    generated: Path, tmp_path: Path, dagster_home: Path
+) -> None:
+    root = tmp_path / "data"
+    root.mkdir()
+    for part in ("reference", "landing", "manifest"):
+        (root / part).symlink_to(generated / part)
+    settings = settings_for(root)
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10"]) == 0
+    # October's deduplication needs the September days before it: they were ingested too.
+    ingested = sorted(p.stem for p in (settings.warehouse_dir / "usage_events").glob("*"))
+    assert ingested[0] <= "2026-09-26"
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09"]) == 0
+    days = cli._landing_days(settings, None, date(2026, 10, 31))
+    outcome = cli.compare_manifest(settings, days)
+    assert outcome.passed, outcome.metadata["first_mismatches"]
+    usage = pl.read_parquet(settings.warehouse_dir / "usage_events" / "*.parquet")
+    per_event = usage.group_by("source", "event_id").agg(pl.col("received_date").n_unique())
+    assert per_event["received_date"].max() == 1

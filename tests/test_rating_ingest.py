@@ -77,6 +77,10 @@ def verdict(tmp_path: Path, line: str, **kwargs: object) -> tuple[str, str | Non
         ("1e3", Decimal("1000")),
         (0.1, Decimal("0.1")),
         ("0.000000000001", Decimal("0.000000000001")),
+        ("123456789.123456789", Decimal("123456789.123456789")),
+        ("1.5000000000000000", Decimal("1.5")),
+        (12345678901234567, Decimal("12345678901234567")),
+        ("-0", Decimal("0")),
         (0, Decimal("0")),
     ],
 )
@@ -111,6 +115,37 @@ def test_numeric_values_are_read_exactly(tmp_path: Path, tokens: object, expecte
         ),
         ({"tokens": -0.5}, "negative_value", "meter tokens: value is -0.5, expected zero or more"),
         (
+            {"tokens": "1_000"},
+            "invalid_value",
+            'meter tokens: value is "1_000", expected a number or numeric string',
+        ),
+        (
+            {"tokens": " 12"},
+            "invalid_value",
+            'meter tokens: value is " 12", expected a number or numeric string',
+        ),
+        (
+            {"tokens": "1.0000000000005"},
+            "invalid_value",
+            'meter tokens: value is "1.0000000000005", more than 12 decimal places',
+        ),
+        (
+            {"tokens": "-0.0000000000001"},
+            "invalid_value",
+            'meter tokens: value is "-0.0000000000001", more than 12 decimal places',
+        ),
+        (
+            {"tokens": 1e-13},
+            "invalid_value",
+            "meter tokens: value is 1e-13, more than 12 decimal places",
+        ),
+        (
+            {"tokens": 123456789.123456789},
+            "invalid_value",
+            "meter tokens: value is 123456789.12345679, "
+            "more digits than a JSON number holds exactly; send it as a string",
+        ),
+        (
             {"tokens": 1e40},
             "invalid_value",
             "meter tokens: value is 1e40, expected a number or numeric string",
@@ -136,6 +171,10 @@ def test_bad_values_are_quarantined_with_the_meter_and_value(
         ("2026-09-03", "invalid_field"),
         ("2026-09-03T10:00:00", "invalid_field"),
         ("2026-02-30T10:00:00Z", "invalid_field"),
+        ("2026-09-03T24:00:00Z", "invalid_field"),
+        ("2026-09-03T10:00:00+05:99", "invalid_field"),
+        ("2026-09-03T23:59:60Z", "invalid_field"),
+        ("2026-09-03t10:00:00z", "accepted"),
     ],
 )
 def test_event_time_rules(tmp_path: Path, time: str, reason: str) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from datetime import date
 from pathlib import Path
 
@@ -25,7 +26,9 @@ def ingest(resources: dict[str, object], day: date) -> None:
 
 
 def evaluate(sensor: dg.SensorDefinition, resources: dict[str, object]) -> dg.SensorResult:
-    with dg.build_sensor_context(resources=resources) as context:
+    with dg.build_sensor_context(
+        resources=resources, instance=dg.DagsterInstance.ephemeral()
+    ) as context:
         result = sensor(context)
     assert isinstance(result, dg.SensorResult)
     return result
@@ -35,7 +38,9 @@ def test_landing_sensor_requests_new_and_changed_days_only(land: LandFn, resourc
     land(DAY1, "a.ndjson", [event("e1", time="2026-09-01T08:00:00Z")])
     land(DAY2, "a.ndjson", [event("e2", time="2026-09-02T08:00:00Z")])
     requests = evaluate(landing_files_sensor, resources).run_requests or []
-    assert [r.partition_key for r in requests] == ["2026-09-01", "2026-09-02"]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("2026-09-01", "2026-09-02")
+    ]
 
     ingest(resources, DAY1)
     ingest(resources, DAY2)
@@ -43,7 +48,17 @@ def test_landing_sensor_requests_new_and_changed_days_only(land: LandFn, resourc
 
     land(DAY2, "b.ndjson", [event("e3", time="2026-09-02T09:00:00Z")])
     requests = evaluate(landing_files_sensor, resources).run_requests or []
-    assert [r.partition_key for r in requests] == ["2026-09-02"]
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("2026-09-02", "2026-09-02")
+    ]
+
+    # A file corrected in place (same name, same size) is noticed too.
+    path = land(DAY1, "a.ndjson", [event("e1", time="2026-09-01T08:00:01Z")])
+    os.utime(path, ns=(path.stat().st_atime_ns, path.stat().st_mtime_ns + 1_000_000))
+    requests = evaluate(landing_files_sensor, resources).run_requests or []
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("2026-09-01", "2026-09-02")
+    ]
 
 
 def test_reingesting_a_day_makes_the_following_days_stale(
@@ -81,3 +96,17 @@ def test_reingesting_a_day_makes_the_following_days_stale(
     day2_duplicates = pl.read_parquet(warehouse / "duplicate_events" / "2026-09-02.parquet")
     assert day2_duplicates.select("event_id", "first_received_date").rows() == [("e1", DAY1)]
     assert pl.read_parquet(warehouse / "quarantined_events" / "2026-09-02.parquet").height == 0
+
+
+def test_a_day_interrupted_while_writing_is_stale(land: LandFn, resources, data_dir: Path) -> None:
+    from resources.control_db import ControlDb
+
+    land(DAY1, "a.ndjson", [event("e1", time="2026-09-01T08:00:00Z")])
+    ingest(resources, DAY1)
+    db = ControlDb(f"sqlite:///{data_dir / 'control.db'}")
+    db.mark_writing(DAY1, "crashed-run")  # as if the process died between the renames
+    db.dispose()
+    requests = evaluate(stale_dedup_window_sensor, resources).run_requests or []
+    assert [(r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests] == [
+        ("2026-09-01", "2026-09-01")
+    ]

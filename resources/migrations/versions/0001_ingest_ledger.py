@@ -51,6 +51,7 @@ def upgrade() -> None:
         sa.Column("window_digest", sa.String(64), nullable=False),
         sa.Column("reference_digest", sa.String(64), nullable=False),
         sa.Column("landing_signature", sa.String(64), nullable=False),
+        sa.Column("status", sa.String(16), nullable=False),
         sa.Column("run_id", sa.String(64)),
         sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
     )
