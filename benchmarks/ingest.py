@@ -70,7 +70,8 @@ def make_clean_copy(data: Path, clean: Path) -> None:
     landing = data / "landing" / "usage"
     for path in sorted(landing.glob("*/*")):
         name = f"{path.parent.name}/{path.name}"
-        lines, _ = file_lines(LandingFile(name, path))
+        text, raw_bytes, _ = file_lines(LandingFile(name, path))
+        lines = raw_bytes if raw_bytes is not None else pc.cast(text, pa.large_binary())
         drop = bad.filter(pl.col("file") == name)["line_no"].to_list()
         keep = pc.invert(pc.is_in(pa.array(range(1, len(lines) + 1)), pa.array(drop, pa.int64())))
         kept = pc.filter(lines, keep)

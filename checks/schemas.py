@@ -17,6 +17,8 @@ class UsageEvents(pa.DataFrameModel):
 
     event_id: str = pa.Field(str_length={"min_value": 1})
     source: str = pa.Field(str_length={"min_value": 1})
+    event_key: pl.UInt64
+    event_key_hi: pl.UInt64
     customer_id: str
     event_type: str
     meter: str

@@ -13,11 +13,13 @@ import hashlib
 import time
 import zlib
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
@@ -90,8 +92,13 @@ class FileFingerprint:
     lines: int
 
 
-def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
-    """The file's lines as bytes (gzip undone), and its checksum and line count."""
+def file_lines(file: LandingFile) -> tuple[pa.Array, pa.Array | None, FileFingerprint]:
+    """The file's lines (gzip undone), its checksum and its line count.
+
+    Lines come as text when the whole file is valid UTF-8, the usual case, checked in one
+    pass; otherwise as bytes, which DuckDB decodes line by line so that only the broken
+    lines are quarantined.
+    """
     try:
         payload = file.path.read_bytes()
     except OSError as exc:
@@ -106,45 +113,62 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, FileFingerprint]:
     # Some exporters start files with a UTF-8 byte order mark; it is not part of line 1.
     if payload.startswith(b"\xef\xbb\xbf"):
         payload = payload[3:]
-    if not payload:
-        return pa.array([], pa.large_binary()), FileFingerprint(file.name, digest, size, 0)
-    lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
+    text: str | None
+    try:
+        text = payload.decode("utf-8")
+    except UnicodeDecodeError:
+        text = None
+    if text is not None:
+        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
+        raw_bytes = None
+    else:
+        lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
+        raw_bytes = lines
     # A final newline ends the last line; it does not start another, empty one.
-    if payload.endswith(b"\n"):
-        lines = lines.slice(0, len(lines) - 1)
-    return lines, FileFingerprint(file.name, digest, size, len(lines))
+    count = len(lines) - (1 if not payload or payload.endswith(b"\n") else 0)
+    lines = lines.slice(0, count)
+    if raw_bytes is not None:
+        raw_bytes = lines
+        lines = pa.nulls(count, pa.large_string())
+    return lines, raw_bytes, FileFingerprint(file.name, digest, size, count)
 
 
 def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFingerprint]]:
-    """All lines of a landing day as (file, line_no, line), every file read before any output."""
-    tables = []
-    fingerprints = []
-    for file in sorted(files, key=lambda f: f.name):
-        lines, fingerprint = file_lines(file)
-        fingerprints.append(fingerprint)
-        count = len(lines)
-        tables.append(
-            pa.table(
-                {
-                    "file": pa.array([file.name] * count if count else [], pa.string()),
-                    "line_no": pa.array(range(1, count + 1), pa.int64()),
-                    "line": lines,
-                }
-            )
+    """All lines of a landing day as (file, line_no, raw, line), every file read first.
+
+    ``raw`` is the line's text; ``line`` holds the bytes only for files that are not valid
+    UTF-8 throughout. Files are read on a small thread pool: gzip and hashing let go of
+    the GIL.
+    """
+    ordered = sorted(files, key=lambda f: f.name)
+    with ThreadPoolExecutor(max_workers=min(4, len(ordered) or 1)) as pool:
+        read = list(pool.map(file_lines, ordered))
+    schema = pa.schema(
+        [
+            ("file", pa.string()),
+            ("line_no", pa.int64()),
+            ("raw", pa.large_string()),
+            ("line", pa.large_binary()),
+        ]
+    )
+    tables = [
+        pa.table(
+            [
+                pc.fill_null(pa.nulls(len(lines), pa.string()), file.name),
+                pa.array(np.arange(1, len(lines) + 1, dtype=np.int64)),
+                lines,
+                raw_bytes if raw_bytes is not None else pa.nulls(len(lines), pa.large_binary()),
+            ],
+            schema=schema,
         )
-    if not tables:
-        return pa.table(
-            {
-                "file": pa.array([], pa.string()),
-                "line_no": pa.array([], pa.int64()),
-                "line": pa.array([], pa.large_binary()),
-            }
-        ), []
+        for file, (lines, raw_bytes, _) in zip(ordered, read, strict=True)
+    ]
+    fingerprints = [fingerprint for _, _, fingerprint in read]
+    lines = pa.concat_tables(tables) if tables else schema.empty_table()
     # DuckDB scans an Arrow table in parallel by record batch; a file's lines arrive as one
     # batch, so they are cut into slices (zero-copy) to keep both cores busy.
-    lines = pa.concat_tables(tables)
     return (
-        pa.Table.from_batches(lines.to_batches(max_chunksize=_BATCH_ROWS), schema=lines.schema),
+        pa.Table.from_batches(lines.to_batches(max_chunksize=_BATCH_ROWS), schema=schema),
         fingerprints,
     )
 
@@ -205,7 +229,9 @@ class DayResult:
 _PARSE = f"""
 CREATE OR REPLACE TEMP TABLE parsed AS
 WITH decoded AS (
-    SELECT file, line_no, try(decode(line)) AS text FROM lines
+    SELECT file, line_no,
+        CASE WHEN raw IS NOT NULL THEN raw ELSE try(decode(line)) END AS text
+    FROM lines
 ), shaped AS (
     SELECT file, line_no,
         CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
@@ -216,80 +242,89 @@ WITH decoded AS (
     FROM shaped
 ), objects AS (
     SELECT file, line_no, raw, is_json,
-        CASE WHEN is_json AND starts_with(ltrim(raw, {_WHITESPACE}), '{{') THEN
+        -- Almost every line starts with its brace; only the rest pay for a trim.
+        CASE WHEN NOT is_json THEN false
+             WHEN starts_with(raw, '{{') THEN true
+             ELSE starts_with(ltrim(raw, {_WHITESPACE}), '{{') END AS is_object
+    FROM valid
+), fields AS (
+    SELECT file, line_no, raw, is_json, is_object,
+        CASE WHEN is_object THEN
             json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
                                '$.time', '$.data'])
         END AS fx
-    FROM valid
-), fields AS (
-    SELECT file, line_no, raw, is_json, fx IS NOT NULL AS is_object,
+    FROM objects
+), attrs AS (
+    SELECT file, line_no, raw, is_json, is_object,
         fx[1] AS j_specversion, fx[2] AS j_id, fx[3] AS j_source, fx[4] AS j_type,
         fx[5] AS j_subject, fx[6] AS j_time, fx[7] AS j_data
-    FROM objects
+    FROM fields
 ), typed AS (
     SELECT *,
-        starts_with(j_specversion, '"') AS is_str_specversion,
-        starts_with(j_id, '"') AS is_str_id,
-        starts_with(j_source, '"') AS is_str_source,
-        starts_with(j_type, '"') AS is_str_type,
-        starts_with(j_subject, '"') AS is_str_subject,
-        starts_with(j_time, '"') AS is_str_time,
-        coalesce(j_specversion IN ('null', '""'), true) AS no_specversion,
-        coalesce(j_id IN ('null', '""'), true) AS no_id,
-        coalesce(j_source IN ('null', '""'), true) AS no_source,
-        coalesce(j_type IN ('null', '""'), true) AS no_type,
-        coalesce(j_subject IN ('null', '""'), true) AS no_subject,
-        coalesce(j_time IN ('null', '""'), true) AS no_time,
-        CASE WHEN starts_with(j_time, '"') THEN j_time ->> '$' END AS time_text
-    FROM fields
+        coalesce(j_specversion IN ('null', '""'), true)
+            OR coalesce(j_id IN ('null', '""'), true)
+            OR coalesce(j_source IN ('null', '""'), true)
+            OR coalesce(j_type IN ('null', '""'), true)
+            OR coalesce(j_subject IN ('null', '""'), true)
+            OR coalesce(j_time IN ('null', '""'), true) AS any_missing,
+        CASE WHEN starts_with(j_time, '"') THEN unquote(j_time) END AS time_text
+    FROM attrs
 ), timed AS (
     SELECT *,
         CASE WHEN regexp_full_match(time_text, '{_RFC3339}')
              THEN try_cast(upper(time_text) AS TIMESTAMPTZ) END AS event_time
     FROM typed
+), judged AS (
+    SELECT *,
+        CASE
+            WHEN raw IS NULL THEN 'invalid_encoding'
+            WHEN NOT is_json THEN
+                CASE WHEN trim(raw, {_WHITESPACE}) = '' THEN 'empty_line' ELSE 'invalid_json' END
+            WHEN NOT is_object THEN 'not_an_object'
+            WHEN any_missing THEN 'missing_field'
+            WHEN j_specversion <> '"1.0"' OR NOT starts_with(j_id, '"')
+              OR NOT starts_with(j_source, '"') OR NOT starts_with(j_type, '"')
+              OR NOT starts_with(j_subject, '"') OR event_time IS NULL
+              OR (j_data IS NOT NULL AND j_data <> 'null' AND NOT starts_with(j_data, '{{'))
+                THEN 'invalid_field'
+        END AS reason
+    FROM timed
 )
-SELECT file, line_no,
-    CASE
-        WHEN raw IS NULL THEN 'invalid_encoding'
-        WHEN trim(raw, {_WHITESPACE}) = '' THEN 'empty_line'
-        WHEN NOT is_json THEN 'invalid_json'
-        WHEN NOT is_object THEN 'not_an_object'
-        WHEN no_specversion OR no_id OR no_source OR no_type OR no_subject OR no_time
-            THEN 'missing_field'
-        WHEN j_specversion <> '"1.0"' OR NOT is_str_id OR NOT is_str_source
-          OR NOT is_str_type OR NOT is_str_subject OR event_time IS NULL
-          OR (j_data IS NOT NULL AND j_data <> 'null' AND NOT starts_with(j_data, '{{'))
-            THEN 'invalid_field'
-    END AS reason,
-    CASE
-        WHEN raw IS NULL THEN 'bytes are not UTF-8'
-        WHEN trim(raw, {_WHITESPACE}) = '' THEN 'blank line'
-        WHEN NOT is_json THEN 'not parseable as JSON: ' || left(raw, 80)
-        WHEN NOT is_object THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
-        WHEN no_specversion THEN 'specversion is missing'
-        WHEN no_id THEN 'id is missing'
-        WHEN no_source THEN 'source is missing'
-        WHEN no_type THEN 'type is missing'
-        WHEN no_subject THEN 'subject is missing'
-        WHEN no_time THEN 'time is missing'
-        WHEN j_specversion <> '"1.0"'
-            THEN 'specversion is ' || j_specversion || ', expected "1.0"'
-        WHEN NOT is_str_id THEN 'id is ' || j_id || ', expected a string'
-        WHEN NOT is_str_source THEN 'source is ' || j_source || ', expected a string'
-        WHEN NOT is_str_type THEN 'type is ' || j_type || ', expected a string'
-        WHEN NOT is_str_subject THEN 'subject is ' || j_subject || ', expected a string'
-        WHEN event_time IS NULL
-            THEN 'time is ' || j_time || ', expected RFC 3339 with an offset'
-        WHEN j_data IS NOT NULL AND j_data <> 'null' AND NOT starts_with(j_data, '{{')
-            THEN 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
+SELECT file, line_no, reason,
+    -- The detail is worked out for rejected lines only.
+    CASE WHEN reason IS NOT NULL THEN
+        CASE
+            WHEN reason = 'invalid_encoding' THEN 'bytes are not UTF-8'
+            WHEN reason = 'empty_line' THEN 'blank line'
+            WHEN reason = 'invalid_json' THEN 'not parseable as JSON: ' || left(raw, 80)
+            WHEN reason = 'not_an_object'
+                THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
+            WHEN coalesce(j_specversion IN ('null', '""'), true) THEN 'specversion is missing'
+            WHEN coalesce(j_id IN ('null', '""'), true) THEN 'id is missing'
+            WHEN coalesce(j_source IN ('null', '""'), true) THEN 'source is missing'
+            WHEN coalesce(j_type IN ('null', '""'), true) THEN 'type is missing'
+            WHEN coalesce(j_subject IN ('null', '""'), true) THEN 'subject is missing'
+            WHEN coalesce(j_time IN ('null', '""'), true) THEN 'time is missing'
+            WHEN j_specversion <> '"1.0"'
+                THEN 'specversion is ' || j_specversion || ', expected "1.0"'
+            WHEN NOT starts_with(j_id, '"') THEN 'id is ' || j_id || ', expected a string'
+            WHEN NOT starts_with(j_source, '"')
+                THEN 'source is ' || j_source || ', expected a string'
+            WHEN NOT starts_with(j_type, '"') THEN 'type is ' || j_type || ', expected a string'
+            WHEN NOT starts_with(j_subject, '"')
+                THEN 'subject is ' || j_subject || ', expected a string'
+            WHEN event_time IS NULL
+                THEN 'time is ' || j_time || ', expected RFC 3339 with an offset'
+            ELSE 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
+        END
     END AS detail,
-    CASE WHEN is_str_id THEN j_id ->> '$' END AS event_id,
-    CASE WHEN is_str_source THEN j_source ->> '$' END AS source,
-    CASE WHEN is_str_type THEN j_type ->> '$' END AS event_type,
-    CASE WHEN is_str_subject THEN j_subject ->> '$' END AS customer_id,
+    CASE WHEN starts_with(j_id, '"') THEN unquote(j_id) END AS event_id,
+    CASE WHEN starts_with(j_source, '"') THEN unquote(j_source) END AS source,
+    CASE WHEN starts_with(j_type, '"') THEN unquote(j_type) END AS event_type,
+    CASE WHEN starts_with(j_subject, '"') THEN unquote(j_subject) END AS customer_id,
     event_time,
     CASE WHEN starts_with(j_data, '{{') THEN j_data END AS data
-FROM timed
+FROM judged
 """
 
 # Stage 2: event type and time, for lines whose structure is sound.
@@ -413,38 +448,60 @@ JOIN timed t USING (file, line_no)
 LEFT JOIN value_reasons v USING (file, line_no)
 """
 
+# Deduplication in small steps, each on as little data as it can: the window of earlier
+# days is scanned on the 128-bit event key alone (16 bytes a row, whatever the ids look
+# like), never on the id strings.
+_VALID_KEYS = """
+CREATE OR REPLACE TEMP TABLE valid AS
+SELECT file, line_no, source, event_id,
+    event_key(source, event_id) AS event_key, event_key_hi(source, event_id) AS event_key_hi
+FROM verdict WHERE reason IS NULL
+"""
+
+_WINDOW_CANDIDATES = """
+CREATE OR REPLACE TEMP TABLE candidates AS
+SELECT p.event_key, p.event_key_hi, p.received_date, p.file, p.line_no
+FROM prior_keys p
+SEMI JOIN valid v ON p.event_key = v.event_key AND p.event_key_hi = v.event_key_hi
+"""
+
 _FIRST_ARRIVAL = """
 CREATE OR REPLACE TEMP TABLE arrival AS
-WITH valid AS (
-    SELECT file, line_no, source, event_id,
-        row_number() OVER (PARTITION BY source, event_id ORDER BY file, line_no) AS copy_no,
-        first_value(file) OVER (PARTITION BY source, event_id ORDER BY file, line_no)
-            AS first_file,
-        first_value(line_no) OVER (PARTITION BY source, event_id ORDER BY file, line_no)
-            AS first_line_no
-    FROM verdict WHERE reason IS NULL
+WITH repeated AS (
+    SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
+), today_copies AS (
+    -- Copies within the day: only keys seen twice need ordering, by the real ids.
+    SELECT v.file, v.line_no,
+        row_number() OVER w AS copy_no,
+        first_value(v.file) OVER w AS first_file,
+        first_value(v.line_no) OVER w AS first_line_no
+    FROM valid v
+    SEMI JOIN repeated r USING (event_key)
+    WINDOW w AS (PARTITION BY v.source, v.event_id ORDER BY v.file, v.line_no)
 ), earlier AS (
-    -- Originals accepted on earlier landing days of the window; one row per event.
-    SELECT source, event_id,
-        min(received_date) AS received_date,
-        arg_min(file, (received_date, file, line_no)) AS file,
-        arg_min(line_no, (received_date, file, line_no)) AS line_no
-    FROM prior_keys
-    WHERE (source, event_id) IN (SELECT source, event_id FROM valid)
-    GROUP BY source, event_id
+    -- Originals accepted on earlier landing days; one row per event, its first arrival.
+    SELECT c.event_key, c.event_key_hi,
+        min(c.received_date) AS received_date,
+        arg_min(c.file, (c.received_date, c.file, c.line_no)) AS file,
+        arg_min(c.line_no, (c.received_date, c.file, c.line_no)) AS line_no
+    FROM candidates c
+    GROUP BY c.event_key, c.event_key_hi
 )
 SELECT v.file, v.line_no, v.source, v.event_id,
-    CASE WHEN e.event_id IS NULL AND v.copy_no = 1 THEN 'accepted' ELSE 'duplicate' END
-        AS outcome,
+    CASE WHEN e.event_key IS NULL AND coalesce(t.copy_no, 1) = 1 THEN 'accepted'
+         ELSE 'duplicate' END AS outcome,
     coalesce(e.received_date, $received_date) AS first_received_date,
-    coalesce(e.file, v.first_file) AS first_file,
-    coalesce(e.line_no, v.first_line_no) AS first_line_no
+    coalesce(e.file, t.first_file, v.file) AS first_file,
+    coalesce(e.line_no, t.first_line_no, v.line_no) AS first_line_no
 FROM valid v
-LEFT JOIN earlier e USING (source, event_id)
+LEFT JOIN today_copies t USING (file, line_no)
+LEFT JOIN earlier e USING (event_key, event_key_hi)
 """
 
 _USAGE_EVENTS = """
-SELECT m.event_id, m.source, m.customer_id, m.event_type, m.meter, m.event_time,
+SELECT m.event_id, m.source, event_key(m.source, m.event_id) AS event_key,
+    event_key_hi(m.source, m.event_id) AS event_key_hi,
+    m.customer_id, m.event_type, m.meter, m.event_time,
     CAST(timezone('UTC', m.event_time) AS DATE) AS usage_date,
     $received_date AS received_date,
     m.quantity, m.unique_value, m.dims,
@@ -459,7 +516,7 @@ ORDER BY m.customer_id, m.meter, m.event_time, m.file, m.line_no
 
 _QUARANTINED = """
 SELECT $received_date AS received_date, v.file, v.line_no, v.reason, v.detail,
-    coalesce(try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
+    coalesce(l.raw, try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
     CASE WHEN v.reason = 'invalid_encoding' THEN hex(l.line) END AS raw_hex,
     v.source, v.event_id, v.event_type, v.customer_id, v.event_time
 FROM verdict v
@@ -478,16 +535,15 @@ ORDER BY a.file, a.line_no
 """
 
 _PER_FILE = """
-SELECT l.file,
+SELECT v.file,
     count(*) AS raw_lines,
     count(*) FILTER (WHERE a.outcome = 'accepted') AS accepted,
     count(*) FILTER (WHERE a.outcome = 'duplicate') AS duplicates,
     count(*) FILTER (WHERE v.reason IS NOT NULL) AS quarantined
-FROM lines l
-JOIN verdict v USING (file, line_no)
+FROM verdict v
 LEFT JOIN arrival a USING (file, line_no)
-GROUP BY l.file
-ORDER BY l.file
+GROUP BY v.file
+ORDER BY v.file
 """
 
 # An order-free digest (XOR of per-key MD5s): no sort or string aggregation of a day's keys.
@@ -496,7 +552,22 @@ SELECT CAST(coalesce(bit_xor(md5_number(source || chr(31) || event_id)), 0) AS V
 FROM arrival WHERE outcome = 'accepted'
 """
 
-PRIOR_KEYS_COLUMNS = ("source", "event_id", "received_date", "file", "line_no")
+PRIOR_KEYS_COLUMNS = ("event_key", "event_key_hi", "received_date", "file", "line_no")
+
+
+# A JSON string fragment's value: most carry no escapes and are simply cut out of their
+# quotes; only those with a backslash go through the JSON parser.
+_UNQUOTE = """
+CREATE OR REPLACE TEMP MACRO unquote(j) AS
+    CASE WHEN contains(j, chr(92)) THEN j ->> '$' ELSE j[2:-2] END;
+-- A stable 128-bit key of (source, id), its MD5 in two 64-bit halves: the same on every
+-- machine and DuckDB version, so deduplication scans integers instead of strings. Two
+-- different events share a key with odds of about n^2 / 2^129: nil for any real volume.
+CREATE OR REPLACE TEMP MACRO event_key(source, event_id) AS
+    md5_number_lower(source || chr(31) || event_id);
+CREATE OR REPLACE TEMP MACRO event_key_hi(source, event_id) AS
+    md5_number_upper(source || chr(31) || event_id);
+"""
 
 
 def connect(
@@ -505,6 +576,7 @@ def connect(
     """An in-memory DuckDB for one step: never the shared warehouse file."""
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute(_UNQUOTE)
     if threads:
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
@@ -535,9 +607,9 @@ def ingest_day(
         ).create_view("prior_keys", replace=True)
     else:
         con.execute(
-            "CREATE OR REPLACE TEMP VIEW prior_keys AS SELECT NULL::VARCHAR AS source, "
-            "NULL::VARCHAR AS event_id, NULL::DATE AS received_date, NULL::VARCHAR AS file, "
-            "NULL::BIGINT AS line_no WHERE false"
+            "CREATE OR REPLACE TEMP VIEW prior_keys AS SELECT NULL::UBIGINT AS event_key, "
+            "NULL::UBIGINT AS event_key_hi, NULL::DATE AS received_date, "
+            "NULL::VARCHAR AS file, NULL::BIGINT AS line_no WHERE false"
         )
     too_late_before = received_date - timedelta(days=rules.lateness_days)
     future_from = received_date + timedelta(days=rules.future_days)
@@ -560,6 +632,8 @@ def ingest_day(
     stage("validate", _VALUES)
     stage("validate", _VALUE_REASONS)
     stage("validate", _VERDICT)
+    stage("deduplicate", _VALID_KEYS)
+    stage("deduplicate", _WINDOW_CANDIDATES)
     stage("deduplicate", _FIRST_ARRIVAL, {"received_date": received_date})
     started = time.perf_counter()
     params = {"received_date": received_date, "batch_id": ingest_batch_id}
