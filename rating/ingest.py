@@ -450,12 +450,19 @@ LEFT JOIN value_reasons v USING (file, line_no)
 
 # Deduplication in small steps, each on as little data as it can: the window of earlier
 # days is scanned on the 128-bit event key alone (16 bytes a row, whatever the ids look
-# like), never on the id strings.
+# like), never on the id strings. The key is the MD5 of (source, id) in two 64-bit halves:
+# the same on every machine and DuckDB version; two different events share one with odds
+# of about n^2 / 2^129, nil at any real volume.
 _VALID_KEYS = """
 CREATE OR REPLACE TEMP TABLE valid AS
+WITH hashed AS (
+    SELECT file, line_no, source, event_id, md5_number(source || chr(31) || event_id) AS k
+    FROM verdict WHERE reason IS NULL
+)
 SELECT file, line_no, source, event_id,
-    event_key(source, event_id) AS event_key, event_key_hi(source, event_id) AS event_key_hi
-FROM verdict WHERE reason IS NULL
+    CAST(k & CAST(18446744073709551615 AS UHUGEINT) AS UBIGINT) AS event_key,
+    CAST(k >> 64 AS UBIGINT) AS event_key_hi
+FROM hashed
 """
 
 _WINDOW_CANDIDATES = """
@@ -487,7 +494,7 @@ WITH repeated AS (
     FROM candidates c
     GROUP BY c.event_key, c.event_key_hi
 )
-SELECT v.file, v.line_no, v.source, v.event_id,
+SELECT v.file, v.line_no, v.source, v.event_id, v.event_key, v.event_key_hi,
     CASE WHEN e.event_key IS NULL AND coalesce(t.copy_no, 1) = 1 THEN 'accepted'
          ELSE 'duplicate' END AS outcome,
     coalesce(e.received_date, $received_date) AS first_received_date,
@@ -499,8 +506,7 @@ LEFT JOIN earlier e USING (event_key, event_key_hi)
 """
 
 _USAGE_EVENTS = """
-SELECT m.event_id, m.source, event_key(m.source, m.event_id) AS event_key,
-    event_key_hi(m.source, m.event_id) AS event_key_hi,
+SELECT m.event_id, m.source, a.event_key, a.event_key_hi,
     m.customer_id, m.event_type, m.meter, m.event_time,
     CAST(timezone('UTC', m.event_time) AS DATE) AS usage_date,
     $received_date AS received_date,
@@ -508,7 +514,7 @@ SELECT m.event_id, m.source, event_key(m.source, m.event_id) AS event_key,
     coalesce(m.data, '{}') AS data,
     m.file, m.line_no, $batch_id AS ingest_batch_id
 FROM metered m
-SEMI JOIN arrival a ON a.file = m.file AND a.line_no = m.line_no AND a.outcome = 'accepted'
+JOIN arrival a ON a.file = m.file AND a.line_no = m.line_no AND a.outcome = 'accepted'
 -- Customer and meter first: what rating reads together is stored together. The landing
 -- position breaks ties, which makes the order total and the file bytes repeatable.
 ORDER BY m.customer_id, m.meter, m.event_time, m.file, m.line_no
@@ -548,7 +554,7 @@ ORDER BY v.file
 
 # An order-free digest (XOR of per-key MD5s): no sort or string aggregation of a day's keys.
 _KEYS_DIGEST = """
-SELECT CAST(coalesce(bit_xor(md5_number(source || chr(31) || event_id)), 0) AS VARCHAR)
+SELECT coalesce(bit_xor(event_key), 0) || '-' || coalesce(bit_xor(event_key_hi), 0)
 FROM arrival WHERE outcome = 'accepted'
 """
 
@@ -560,13 +566,6 @@ PRIOR_KEYS_COLUMNS = ("event_key", "event_key_hi", "received_date", "file", "lin
 _UNQUOTE = """
 CREATE OR REPLACE TEMP MACRO unquote(j) AS
     CASE WHEN contains(j, chr(92)) THEN j ->> '$' ELSE j[2:-2] END;
--- A stable 128-bit key of (source, id), its MD5 in two 64-bit halves: the same on every
--- machine and DuckDB version, so deduplication scans integers instead of strings. Two
--- different events share a key with odds of about n^2 / 2^129: nil for any real volume.
-CREATE OR REPLACE TEMP MACRO event_key(source, event_id) AS
-    md5_number_lower(source || chr(31) || event_id);
-CREATE OR REPLACE TEMP MACRO event_key_hi(source, event_id) AS
-    md5_number_upper(source || chr(31) || event_id);
 """
 
 
