@@ -13,8 +13,10 @@ import polars as pl
 import sqlalchemy as sa
 import yaml
 
+from rating.contracts import Contract, parse_contracts
 from rating.errors import ReferenceDataError
 from rating.meters import Meter, parse_meters
+from rating.plans import Plan, parse_plans
 
 CUSTOMER_COLUMNS = ("customer_id", "name", "entity_id", "currency", "country")
 
@@ -103,6 +105,41 @@ class ReferenceData:
             first = repeated.sort("customer_id")["customer_id"][0]
             raise ReferenceDataError(origin, "customer_id", first, "customer ids must be unique")
         return frame.sort("customer_id")
+
+    def products(self) -> pl.DataFrame:
+        """products.csv: product_id, name, product_family, business_unit."""
+        columns = ("product_id", "name", "product_family", "business_unit")
+        origin = self._origin("products" if self.url else "products.csv")
+        if self.url:
+            frame = self._sql("products")
+        else:
+            path = self.directory / "products.csv"
+            if not path.exists():
+                raise ReferenceDataError(origin, "products", None, "file not found")
+            frame = pl.read_csv(path, infer_schema=False)
+        missing = [c for c in columns if c not in frame.columns]
+        if missing:
+            raise ReferenceDataError(origin, "columns", frame.columns, f"missing {missing}")
+        return frame.select(pl.col(c).cast(pl.String) for c in columns).sort("product_id")
+
+    def plans(self) -> dict[str, Plan]:
+        """plans.yaml, checked against meters.yaml and products.csv."""
+        return parse_plans(
+            self._yaml("plans.yaml", "plans"),
+            str(self.directory / "plans.yaml"),
+            self.meters(),
+            self.products()["product_id"].to_list(),
+        )
+
+    def contracts(self, plans: dict[str, Plan] | None = None) -> dict[str, Contract]:
+        """contracts.yaml, checked against the plans and the customers' billing currencies."""
+        customers = self.customers()
+        return parse_contracts(
+            self._yaml("contracts.yaml", "contracts"),
+            str(self.directory / "contracts.yaml"),
+            plans if plans is not None else self.plans(),
+            dict(zip(customers["customer_id"], customers["currency"], strict=True)),
+        )
 
     def digest(self) -> str:
         """A hash of the reference data ingest depends on, to tell when a day went stale."""

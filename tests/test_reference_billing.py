@@ -1,0 +1,216 @@
+"""Plans and contracts load from reference files and refuse bad ones, naming file, key, value."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+import yaml
+
+from dagster_project.settings import REPO_ROOT
+from rating.errors import ReferenceDataError
+from resources.reference import ReferenceData
+
+PRODUCTS = "product_id,name,product_family,business_unit\napi,API,usage,core\nai,AI,usage,ai\n"
+
+
+def plan(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "plan_id": "growth-usd",
+        "currency": "USD",
+        "recurring": [
+            {"charge_id": "platform", "product_id": "api", "amount": "1200.00", "interval": "month"}
+        ],
+        "usage": [
+            {
+                "charge_id": "api-calls",
+                "meter": "api_calls",
+                "product_id": "api",
+                "model": "graduated",
+                "tiers": [
+                    {"up_to": "10", "unit_amount": "1", "flat_amount": "5"},
+                    {"up_to": None, "unit_amount": "0.5"},
+                ],
+            }
+        ],
+    }
+    base.update(changes)
+    return base
+
+
+def contract(**changes: object) -> dict[str, object]:
+    base: dict[str, object] = {
+        "contract_id": "C-1",
+        "customer_id": "CUST-0001",
+        "plan_id": "growth-usd",
+        "start_date": "2026-09-14",
+        "end_date": None,
+        "billing_alignment": "calendar",
+        "amendments": [],
+    }
+    base.update(changes)
+    return base
+
+
+def write(data_dir: Path, plans: list[object], contracts: list[object]) -> ReferenceData:
+    reference = data_dir / "reference"
+    (reference / "products.csv").write_text(PRODUCTS)
+    (reference / "plans.yaml").write_text(yaml.safe_dump({"plans": plans}))
+    (reference / "contracts.yaml").write_text(yaml.safe_dump({"contracts": contracts}))
+    return ReferenceData(reference)
+
+
+def test_shipped_reference_data_loads(tmp_path: Path) -> None:
+    reference = ReferenceData(REPO_ROOT / "data" / "reference")
+    plans = reference.plans()
+    contracts = reference.contracts(plans)
+    models = {u.model for p in plans.values() for u in p.usage}
+    assert models == {
+        "per_unit",
+        "graduated",
+        "volume",
+        "package",
+        "percentage",
+        "graduated_percentage",
+    }
+    assert {a.type for c in contracts.values() for a in c.amendments} == {
+        "plan_change",
+        "price_override",
+        "quantity_change",
+        "cancellation",
+    }
+
+
+def test_valid_plan_and_contract(data_dir: Path) -> None:
+    reference = write(
+        data_dir,
+        [plan()],
+        [
+            contract(
+                amendments=[
+                    {
+                        "effective_date": "2026-10-15",
+                        "type": "price_override",
+                        "charge_id": "api-calls",
+                        "tiers": [
+                            {"up_to": "100", "unit_amount": "0.8"},
+                            {"up_to": None, "unit_amount": "0.4"},
+                        ],
+                    },
+                    {
+                        "effective_date": "2026-10-20",
+                        "type": "quantity_change",
+                        "charge_id": "platform",
+                        "quantity": "3",
+                    },
+                    {"effective_date": "2026-11-01", "type": "cancellation"},
+                ]
+            )
+        ],
+    )
+    (c,) = reference.contracts().values()
+    assert c.last_day == date(2026, 10, 31)
+    assert c.amendments[0].tiers[0].up_to == Decimal("100")
+    assert c.amendments[1].quantity == Decimal("3")
+
+
+TIERS_DOWN = [
+    {"up_to": "10", "unit_amount": "1"},
+    {"up_to": "5", "unit_amount": "1"},
+    {"up_to": None, "unit_amount": "1"},
+]
+CLOSED_AFTER_OPEN = [{"up_to": None, "unit_amount": "1"}, {"up_to": "5", "unit_amount": "1"}]
+
+
+def usage_with(**fields: object) -> list[dict[str, object]]:
+    charge = dict(plan()["usage"][0])  # type: ignore[index]
+    charge.update(fields)
+    return [charge]
+
+
+@pytest.mark.parametrize(
+    ("plans", "contracts", "message"),
+    [
+        (
+            [plan(usage=usage_with(meter="calls"))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].meter = 'calls': unknown meter",
+        ),
+        (
+            [plan(usage=usage_with(tiers=TIERS_DOWN))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].tiers[2].up_to = '5': "
+            "up_to must increase: expected more than 10",
+        ),
+        (
+            [plan(usage=usage_with(tiers=CLOSED_AFTER_OPEN))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].tiers[2].up_to = '5': "
+            "tier 1 is open (up_to: null), so no tier may follow it",
+        ),
+        (
+            [plan(currency="XYZ")],
+            [contract()],
+            "plans.yaml: plan growth-usd.currency = 'XYZ': unknown currency code 'XYZ'",
+        ),
+        (
+            [plan()],
+            [contract(plan_id="pro-usd")],
+            "contracts.yaml: contract C-1.plan_id = 'pro-usd': unknown plan",
+        ),
+        (
+            [plan()],
+            [contract(customer_id="CUST-9999")],
+            "contracts.yaml: contract C-1.customer_id = 'CUST-9999': not a customer",
+        ),
+        (
+            [plan()],
+            [contract(), contract(contract_id="C-2", start_date="2026-10-01")],
+            "contracts.yaml: contract C-2.start_date = '2026-10-01': overlaps contract C-1 of "
+            "customer CUST-0001, which also meters ['api_calls']",
+        ),
+        (
+            [plan()],
+            [contract(customer_id="CUST-0002")],
+            "contracts.yaml: contract C-1.plan_id = 'growth-usd': a plan in EUR, the customer's "
+            "billing currency",
+        ),
+        (
+            [plan(usage=usage_with(model="package", tiers=None))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].package_size = None: package needs it",
+        ),
+        (
+            [plan()],
+            [
+                contract(
+                    amendments=[
+                        {
+                            "effective_date": "2026-10-01",
+                            "type": "quantity_change",
+                            "charge_id": "api-calls",
+                            "quantity": "2",
+                        }
+                    ]
+                )
+            ],
+            "contracts.yaml: contract C-1.amendments[0].charge_id = 'api-calls': "
+            "quantities change on recurring charges",
+        ),
+        (
+            [plan()],
+            [contract(amendments=[{"effective_date": "2026-09-01", "type": "cancellation"}])],
+            "contracts.yaml: contract C-1.amendments[0].effective_date = '2026-09-01': "
+            "a day after start_date 2026-09-14",
+        ),
+    ],
+)
+def test_bad_reference_data_is_refused_with_its_location(
+    data_dir: Path, plans: list[object], contracts: list[object], message: str
+) -> None:
+    reference = write(data_dir, plans, contracts)
+    with pytest.raises(ReferenceDataError) as error:
+        reference.contracts()
+    assert message in str(error.value)
