@@ -211,6 +211,14 @@ def _usage_charge(
     product_id = str(record.get("product_id") or "")
     if products is not None and product_id not in products:
         raise ReferenceDataError(origin, f"{where}.product_id", product_id, "unknown product")
+    if group_by and record.get("included_units") not in (None, "0"):
+        # Which group would the allowance come off first? Rather than guess, refuse.
+        raise ReferenceDataError(
+            origin,
+            f"{where}.included_units",
+            record.get("included_units"),
+            "a charge priced per group takes no included units",
+        )
     return UsageCharge(
         charge_id=charge_id,
         meter=str(meter),
