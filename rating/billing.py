@@ -1,0 +1,176 @@
+"""Billable usage: a month's accepted usage at the billing grain, priced under the terms in
+force — one row per contract × service segment × usage charge × price group.
+
+Every usage charge of every contract in force gets a row, with or without usage (a first
+tier's flat fee or a minimum still applies). UNIQUE_COUNT, MAX and LATEST are worked out
+over the segment's events, never added up from days. Included units and minimums are
+monthly figures, prorated by the days of the segment, exactly (integer arithmetic,
+half-even at 12 places). A shortfall under a charge's minimum becomes its own line.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+
+from rating.pricing import price_items
+
+# x × days / month_days at 12 places, half-even, without the DOUBLE that DuckDB's decimal
+# division goes through.
+_PRORATE = """
+CREATE OR REPLACE TEMP MACRO prorate(x, days, month_days) AS (
+    WITH parts AS (
+        SELECT CAST(x * 1000000000000 AS HUGEINT) * days AS n, CAST(month_days AS HUGEINT) AS d
+    ), split AS (
+        SELECT n // d AS q, n % d AS r, d FROM parts
+    )
+    SELECT CAST(
+        CAST(q + CASE WHEN 2 * r > d OR (2 * r = d AND q % 2 = 1) THEN 1 ELSE 0 END
+             AS DECIMAL(38,0)) * CAST(0.000000000001 AS DECIMAL(13,12))
+        AS DECIMAL(38,12))
+    FROM split
+)
+"""
+
+_SEGMENT_USAGE = """
+CREATE OR REPLACE TEMP TABLE segment_usage AS
+WITH events AS (
+    SELECT * FROM read_parquet($files)
+    WHERE usage_date BETWEEN $month_start AND $month_end
+), matched AS (
+    SELECT t.contract_id, t.segment_start, t.charge_id, m.aggregation,
+        CASE WHEN len(t.group_by) = 0 THEN '{}'
+             ELSE CAST(to_json(map(t.group_by, list_transform(t.group_by,
+                  lambda g: json_extract_string(e.dims, '$.' || g)))) AS VARCHAR)
+        END AS price_group,
+        e.quantity, e.unique_value, e.event_time, e.source, e.event_id
+    FROM events e
+    JOIN charge_terms t
+      ON t.customer_id = e.customer_id AND t.meter = e.meter
+     AND e.usage_date BETWEEN t.segment_start AND t.segment_end
+    JOIN meters m ON m.meter = e.meter
+)
+SELECT contract_id, segment_start, charge_id, price_group,
+    CAST(CASE any_value(aggregation)
+        WHEN 'SUM' THEN sum(quantity)
+        WHEN 'COUNT' THEN count(*)
+        WHEN 'MAX' THEN max(quantity)
+        WHEN 'LATEST' THEN arg_max(quantity, (event_time, source, event_id))
+        WHEN 'UNIQUE_COUNT' THEN count(DISTINCT unique_value)
+    END AS DECIMAL(38,12)) AS quantity,
+    count(*) AS event_count
+FROM matched
+GROUP BY contract_id, segment_start, charge_id, price_group
+"""
+
+_ITEMS = """
+CREATE OR REPLACE TEMP TABLE billing_items AS
+WITH groups AS (
+    -- Every charge in force gets a row: its groups with usage, or one empty group.
+    SELECT t.*, coalesce(u.price_group, '{}') AS price_group,
+        coalesce(u.quantity, CAST(0 AS DECIMAL(38,12))) AS quantity,
+        coalesce(u.event_count, 0) AS event_count
+    FROM charge_terms t
+    LEFT JOIN segment_usage u USING (contract_id, segment_start, charge_id)
+)
+SELECT *,
+    contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id || '|'
+        || price_group AS item_id,
+    prorate(included_units, segment_days, $month_days) AS included,
+    prorate(minimum_amount, segment_days, $month_days) AS minimum,
+    CAST(greatest(quantity - prorate(included_units, segment_days, $month_days), 0)
+         AS DECIMAL(38,12)) AS billable_quantity
+FROM groups
+"""
+
+_PRICING_INPUTS = """
+CREATE OR REPLACE TEMP VIEW items AS
+SELECT item_id, model, currency, billable_quantity AS quantity, unit_amount, package_size,
+    package_amount, free_units, rate, fixed_amount, CAST(free_events AS BIGINT) AS free_events,
+    free_amount, min_per_event, max_per_event
+FROM billing_items;
+CREATE OR REPLACE TEMP VIEW tiers AS
+SELECT i.item_id, tt.tier_no, tt.up_to, tt.unit_amount, tt.flat_amount, tt.rate
+FROM billing_items i
+JOIN term_tiers tt USING (contract_id, segment_start, charge_id)
+WHERE i.model IN ('graduated', 'volume', 'graduated_percentage');
+"""
+
+# The percentage model prices each paid event: the segment's events of the charge's meter.
+_EVENTS = """
+CREATE OR REPLACE TEMP TABLE percentage_events AS
+SELECT i.item_id, e.event_time, e.source || '/' || e.event_id AS event_order,
+    e.quantity AS amount
+FROM read_parquet($files) e
+JOIN billing_items i
+  ON i.customer_id = e.customer_id AND i.meter = e.meter AND i.model = 'percentage'
+ AND e.usage_date BETWEEN i.segment_start AND i.segment_end
+WHERE e.usage_date BETWEEN $month_start AND $month_end
+"""
+
+# A shortfall under a charge's minimum is its own line, rounded on its own, once.
+_SHORTFALLS = """
+CREATE OR REPLACE TEMP TABLE shortfall_items AS
+SELECT contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id
+        || '|minimum' AS item_id,
+    contract_id, segment_start, charge_id, any_value(currency) AS currency,
+    CAST(any_value(minimum) - sum(amount_precise) AS DECIMAL(38,12)) AS shortfall
+FROM billing_items JOIN priced_items USING (item_id)
+GROUP BY contract_id, segment_start, charge_id
+HAVING sum(amount_precise) < any_value(minimum);
+CREATE OR REPLACE TEMP VIEW shortfall_pricing AS
+SELECT item_id, 'per_unit' AS model, currency, shortfall AS quantity,
+    CAST(1 AS DECIMAL(38,12)) AS unit_amount
+FROM shortfall_items;
+"""
+
+_BILLABLE_USAGE = """
+WITH priced AS (
+    SELECT i.*, p.amount_precise, p.amount, p.breakdown
+    FROM billing_items i JOIN priced_items p USING (item_id)
+), charges AS (
+    SELECT DISTINCT ON (contract_id, segment_start, charge_id) * FROM priced
+)
+SELECT $period AS period, contract_id, customer_id, segment_start, segment_end,
+    segment_days, plan_id, charge_id, product_id, meter, model, price_group,
+    'usage' AS kind, currency, quantity, included, billable_quantity, event_count,
+    amount_precise, amount, breakdown
+FROM priced
+UNION ALL
+SELECT $period, c.contract_id, c.customer_id, c.segment_start, c.segment_end,
+    c.segment_days, c.plan_id, c.charge_id, c.product_id, c.meter, 'minimum' AS model,
+    '{}' AS price_group, 'minimum_true_up' AS kind, c.currency,
+    CAST(0 AS DECIMAL(38,12)), CAST(0 AS DECIMAL(38,12)), CAST(0 AS DECIMAL(38,12)), 0,
+    s.shortfall, r.amount, NULL
+FROM shortfall_items s
+JOIN charges c USING (contract_id, segment_start, charge_id)
+JOIN shortfall_rounded r ON r.item_id = s.item_id
+ORDER BY contract_id, segment_start, charge_id, kind DESC, price_group
+"""
+
+
+def billable_usage(
+    con: duckdb.DuckDBPyConnection,
+    usage_event_files: Sequence[Path],
+    meters: pa.Table,
+    period: str,
+    month_start: date,
+    month_end: date,
+) -> pa.Table:
+    """Price the month's usage under ``charge_terms`` and ``term_tiers`` (see rating.terms)."""
+    con.execute(_PRORATE)
+    con.register("meters", meters)
+    files = [str(p) for p in usage_event_files]
+    month = {"month_start": month_start, "month_end": month_end}
+    con.execute(_SEGMENT_USAGE, {"files": files, **month})
+    con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
+    con.execute(_PRICING_INPUTS)
+    con.execute(_EVENTS, {"files": files, **month})
+    con.register("priced_items", price_items(con, "items", "tiers", "percentage_events"))
+    con.execute(_SHORTFALLS)
+    con.register("shortfall_rounded", price_items(con, "shortfall_pricing", None, None))
+    return con.sql(_BILLABLE_USAGE, params={"period": period}).to_arrow_table()

@@ -1,0 +1,201 @@
+"""Billable usage on hand-written events, through the real ingest: amounts to the cent."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+
+import dagster as dg
+import polars as pl
+import pytest
+import yaml
+
+from assets.ingest import ingest_landing_day
+from rating.billing import billable_usage
+from rating.ingest import connect, meters_table
+from rating.terms import reference_tables, terms_in_force
+from resources.reference import ReferenceData
+from tests.conftest import LandFn, event
+
+PRODUCTS = (
+    "product_id,name,product_family,business_unit\n"
+    "api,API,usage,core\nai,AI,usage,ai\nstorage,Storage,usage,core\nseats,Seats,seats,core\n"
+)
+PLAN = {
+    "plan_id": "growth-usd",
+    "currency": "USD",
+    "recurring": [],
+    "usage": [
+        {
+            "charge_id": "api-calls",
+            "meter": "api_calls",
+            "product_id": "api",
+            "model": "graduated",
+            "included_units": "31",
+            "tiers": [
+                {"up_to": "10", "unit_amount": "1", "flat_amount": "5"},
+                {"up_to": None, "unit_amount": "0.5"},
+            ],
+        },
+        {
+            "charge_id": "users",
+            "meter": "active_users",
+            "product_id": "api",
+            "model": "per_unit",
+            "unit_amount": "2",
+        },
+        {
+            "charge_id": "storage",
+            "meter": "storage_gb",
+            "product_id": "storage",
+            "model": "per_unit",
+            "unit_amount": "0.1",
+            "minimum_amount": "3.10",
+        },
+        {
+            "charge_id": "seats",
+            "meter": "seats",
+            "product_id": "seats",
+            "model": "per_unit",
+            "unit_amount": "10",
+        },
+        {
+            "charge_id": "tokens",
+            "meter": "tokens",
+            "product_id": "ai",
+            "model": "graduated",
+            "group_by": ["model"],
+            "tiers": [
+                {"up_to": "100", "unit_amount": "0.01"},
+                {"up_to": None, "unit_amount": "0.005"},
+            ],
+        },
+    ],
+}
+CONTRACT = {
+    "contract_id": "C-1",
+    "customer_id": "CUST-0001",
+    "plan_id": "growth-usd",
+    "start_date": "2026-09-01",
+    "end_date": None,
+    "billing_alignment": "calendar",
+    "amendments": [
+        {
+            "effective_date": "2026-09-16",
+            "type": "price_override",
+            "charge_id": "api-calls",
+            "tiers": [
+                {"up_to": "10", "unit_amount": "2", "flat_amount": "0"},
+                {"up_to": None, "unit_amount": "1"},
+            ],
+        }
+    ],
+}
+
+
+def day(d: int) -> date:
+    return date(2026, 9, d)
+
+
+def at(d: int, hour: int = 10) -> str:
+    return f"2026-09-{d:02d}T{hour:02d}:00:00Z"
+
+
+@pytest.fixture
+def september(land: LandFn, resources, data_dir: Path) -> pl.DataFrame:
+    reference = data_dir / "reference"
+    (reference / "products.csv").write_text(PRODUCTS)
+    (reference / "plans.yaml").write_text(yaml.safe_dump({"plans": [PLAN]}))
+    (reference / "contracts.yaml").write_text(yaml.safe_dump({"contracts": [CONTRACT]}))
+    landings = {
+        2: [event(f"a{i}", "api.request", time=at(2), data={"region": "eu"}) for i in range(20)]
+        + [event("s1", "seats.snapshot", time=at(2), data={"seats": 5})],
+        3: [event("u1", "user.active", time=at(3), data={"user_id": "u-1"})],
+        4: [
+            event("u2", "user.active", time=at(4), data={"user_id": "u-1"}),
+            event("u3", "user.active", time=at(4), data={"user_id": "u-2"}),
+        ],
+        5: [
+            event("g1", "storage.usage", time=at(5), data={"gb": 10}),
+            event("t1", "llm.completion", time=at(5), data={"tokens": 150, "model": "small"}),
+            event("t2", "llm.completion", time=at(5), data={"tokens": 50, "model": "large"}),
+        ],
+        6: [event("g2", "storage.usage", time=at(6), data={"gb": "12.5"})],
+        10: [event("s2", "seats.snapshot", time=at(10), data={"seats": 7})],
+        20: [event(f"b{i}", "api.request", time=at(20), data={"region": "us"}) for i in range(12)]
+        + [event("u4", "user.active", time=at(20), data={"user_id": "u-1"})],
+    }
+    for d, lines in landings.items():
+        land(day(d), "events-00.ndjson", lines)
+        dg.materialize([ingest_landing_day], partition_key=day(d).isoformat(), resources=resources)
+    ref = ReferenceData(reference)
+    plans = ref.plans()
+    con = connect()
+    terms_in_force(con, reference_tables(plans, ref.contracts(plans)), day(1), day(30))
+    files = sorted((data_dir / "warehouse" / "usage_events").glob("*.parquet"))
+    table = billable_usage(con, files, meters_table(ref.meters()), "2026-09", day(1), day(30))
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def line(frame: pl.DataFrame, start: int, charge: str, kind: str = "usage", group: str = "{}"):
+    rows = frame.filter(
+        (pl.col("segment_start") == day(start))
+        & (pl.col("charge_id") == charge)
+        & (pl.col("kind") == kind)
+        & (pl.col("price_group") == group)
+    )
+    assert rows.height == 1, (start, charge, kind, group, rows)
+    return rows.row(0, named=True)
+
+
+def test_each_segment_priced_under_its_own_terms(september: pl.DataFrame) -> None:
+    # 31 included calls a month, 15 of 30 days in each segment: 15.5 each.
+    first = line(september, 1, "api-calls")
+    assert (first["quantity"], first["included"], first["billable_quantity"]) == (
+        Decimal(20),
+        Decimal("15.5"),
+        Decimal("4.5"),
+    )
+    assert first["amount"] == Decimal("9.50")  # 4.5 × 1 + flat 5 in the first tier
+    second = line(september, 16, "api-calls")
+    assert (second["quantity"], second["billable_quantity"], second["amount"]) == (
+        Decimal(12),
+        Decimal(0),
+        Decimal(0),  # overridden tier 1 has no flat fee
+    )
+
+
+def test_non_additive_meters_are_exact_over_the_segment(september: pl.DataFrame) -> None:
+    users = line(september, 1, "users")
+    assert users["quantity"] == Decimal(2)  # u-1 on two days counts once; days would say 3
+    assert users["amount"] == Decimal("4.00")
+    assert line(september, 1, "storage")["quantity"] == Decimal("12.5")  # MAX
+    assert line(september, 1, "seats")["quantity"] == Decimal(7)  # LATEST by time
+    assert line(september, 1, "seats")["amount"] == Decimal("70.00")
+    assert line(september, 16, "users")["quantity"] == Decimal(1)
+
+
+def test_groups_minimums_and_zero_usage(september: pl.DataFrame) -> None:
+    assert line(september, 1, "tokens", group='{"model":"small"}')["amount"] == Decimal("1.25")
+    assert line(september, 1, "tokens", group='{"model":"large"}')["amount"] == Decimal("0.50")
+    # Storage: 1.25 billed against a 3.10 monthly minimum, 1.55 for each half month.
+    assert line(september, 1, "storage", "minimum_true_up")["amount"] == Decimal("0.30")
+    assert line(september, 16, "storage", "minimum_true_up")["amount"] == Decimal("1.55")
+    # Every charge has a row in every segment, usage or not.
+    assert september.filter(pl.col("kind") == "usage").group_by("segment_start").len().sort(
+        "segment_start"
+    ).rows() == [(day(1), 6), (day(16), 5)]
+    totals = september.group_by("segment_start").agg(pl.col("amount").sum()).sort("segment_start")
+    assert totals.rows() == [(day(1), Decimal("86.80")), (day(16), Decimal("3.55"))]
+
+
+def test_breakdowns_add_up_to_the_precise_amount(september: pl.DataFrame) -> None:
+    usage = september.filter(pl.col("kind") == "usage")
+    sums = usage.select(
+        pl.col("breakdown").list.eval(pl.element().struct.field("amount")).list.sum().alias("s"),
+        "amount_precise",
+    )
+    assert (sums["s"] == sums["amount_precise"]).all()
