@@ -123,3 +123,57 @@ class DailyUsage(pa.DataFrameModel):
     class Config:
         strict = True
         unique = ["received_date", "usage_date", "customer_id", "meter", "dims"]  # noqa: RUF012
+
+
+_BREAKDOWN_ROW = pl.Struct(
+    {
+        "tier_no": pl.Int32,
+        "units": QUANTITY,
+        "unit_amount": QUANTITY,
+        "flat_amount": QUANTITY,
+        "amount": QUANTITY,
+    }
+)
+
+
+class BillableUsage(pa.DataFrameModel):
+    """Rated usage per month, contract, service segment, charge and price group."""
+
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    contract_id: str
+    customer_id: str
+    segment_start: pl.Date
+    segment_end: pl.Date
+    segment_days: pl.Int64 = pa.Field(ge=1, le=31)
+    plan_id: str
+    charge_id: str
+    product_id: str
+    meter: str
+    model: str
+    price_group: str
+    kind: str = pa.Field(isin=["usage", "minimum_true_up"])
+    currency: str = pa.Field(str_length={"min_value": 3, "max_value": 3})
+    quantity: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    included: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    billable_quantity: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    event_count: pl.Int64 = pa.Field(ge=0)
+    amount_precise: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    amount: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    breakdown: pl.List(_BREAKDOWN_ROW) = pa.Field(nullable=True)  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ["contract_id", "segment_start", "charge_id", "kind", "price_group"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def segment_within_period(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Each segment lies inside its month, and its days are counted right."""
+        return data.lazyframe.select(
+            (pl.col("segment_start").dt.strftime("%Y-%m") == pl.col("period"))
+            & (pl.col("segment_end").dt.strftime("%Y-%m") == pl.col("period"))
+            & (
+                (pl.col("segment_end") - pl.col("segment_start")).dt.total_days() + 1
+                == pl.col("segment_days")
+            )
+        )

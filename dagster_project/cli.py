@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
@@ -40,6 +41,9 @@ def _day(value: str) -> date:
 
 def _prepare(data_dir: str | None) -> Settings:
     """Fix the data root and Dagster instance before any Dagster definitions are imported."""
+    # single-run backfill policies are marked beta in Dagster 1.13; we rely on them on
+    # purpose, and the warning would only clutter every command's output.
+    warnings.filterwarnings("ignore", message=".*is currently in beta.*")
     settings = load_settings(data_dir)
     os.environ["METERCLOSE_DATA_DIR"] = str(settings.data_dir)
     # Runs launched here must land in the instance `dagster dev` reads, so they show up in
@@ -171,6 +175,88 @@ def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
     return run_ids
 
 
+def run_billing(settings: Settings, periods: Sequence[str]) -> None:
+    """Materialise billable_usage for each month, in process, through the billing job."""
+    import dagster as dg
+
+    from dagster_project.definitions import build_definitions
+
+    job = build_definitions(settings).resolve_job_def("billing_job")
+    instance = dg.DagsterInstance.get()
+    for period in periods:
+        _say(f"rating {period}")
+        result = job.execute_in_process(
+            instance=instance,
+            partition_key=f"{period}-01",
+            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+            raise_on_error=False,
+        )
+        if not result.success:
+            failure = next((e for e in result.all_events if e.is_failure), None)
+            message = failure.message if failure else "see the run in the Dagster UI"
+            raise SystemExit(f"rating {period} failed (run {result.run_id}): {message}")
+        failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+        if failed:
+            raise SystemExit(
+                "blocking checks failed: "
+                + "; ".join(f"{c.check_name}: {c.description}" for c in failed)
+            )
+
+
+def complete_months(days: Sequence[date]) -> list[str]:
+    """Months with landing days that have ended and are monthly partitions."""
+    from dagster_project.partitions import close_monthly_partition
+
+    known = set(close_monthly_partition.get_partition_keys())
+    months = sorted({f"{d:%Y-%m}" for d in days})
+    return [m for m in months if f"{m}-01" in known]
+
+
+def _refresh_views(settings: Settings) -> None:
+    from resources.views import refresh_views
+
+    views = refresh_views(settings.warehouse_dir)
+    _say(f"DuckDB views refreshed: {', '.join(views)}")
+
+
+def _print_billing(settings: Settings, periods: Sequence[str]) -> None:
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Rated usage (billable_usage)")
+    for column in ("period", "currency", "contracts", "lines", "usage", "minimum true-ups"):
+        table.add_column(column, justify="right")
+    for period in periods:
+        frame = pl.read_parquet(settings.warehouse_dir / "billable_usage" / f"{period}.parquet")
+        summary = (
+            frame.group_by("currency")
+            .agg(
+                contracts=pl.col("contract_id").n_unique(),
+                lines=pl.len(),
+                usage=pl.col("amount").filter(pl.col("kind") == "usage").sum(),
+                minimums=pl.col("amount").filter(pl.col("kind") == "minimum_true_up").sum(),
+            )
+            .sort("currency")
+        )
+        for row in summary.iter_rows(named=True):
+            table.add_row(
+                period,
+                row["currency"],
+                str(row["contracts"]),
+                str(row["lines"]),
+                f"{row['usage']:,.{_places(row['currency'])}f}",
+                f"{row['minimums']:,.{_places(row['currency'])}f}",
+            )
+    Console().print(table)
+
+
+def _places(currency: str) -> int:
+    from rating.currency import minor_units
+
+    return minor_units(currency)
+
+
 def cmd_ingest(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
     days = _landing_days(settings, args.first, args.last)
@@ -179,22 +265,29 @@ def cmd_ingest(args: argparse.Namespace) -> int:
         return 1
     run_ingest(settings, days)
     _print_summary(settings, days)
+    _refresh_views(settings)
     return 0
 
 
 def cmd_close(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
-    first = date.fromisoformat(f"{args.period}-01")
-    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    days = _landing_days(settings, first, last)
-    if not days:
+    from assets.billing import month_bounds
+
+    first, last = month_bounds(args.period)
+    # The month's events also land late, up to the lateness limit after it: every such
+    # landing day already there is ingested too, so the month is rated on all of them.
+    days = _landing_days(settings, first, last + timedelta(days=settings.lateness_days))
+    if not [d for d in days if d <= last]:
         _say(f"no landing days for {args.period} under {settings.landing_dir}")
         return 1
     run_ingest(settings, days)
     _print_summary(settings, days)
+    run_billing(settings, [args.period])
+    _print_billing(settings, [args.period])
+    _refresh_views(settings)
     _say(
-        "rating, invoicing and the month-end close are not built yet: "
-        f"{args.period}'s usage is ingested and ready for them"
+        "invoicing, revenue, journals and the month-end lock are not built yet: "
+        f"{args.period}'s usage is rated in billable_usage"
     )
     return 0
 
@@ -213,6 +306,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     run_ingest(settings, days)
     _print_summary(settings, days)
+    periods = complete_months(days)
+    run_billing(settings, periods)
+    _print_billing(settings, periods)
+    _refresh_views(settings)
     _say(f"\ndone in {time.perf_counter() - started:.1f}s")
     _say(
         "\nwhere to look next:\n"
@@ -229,7 +326,6 @@ def _print_summary(settings: Settings, days: Sequence[date]) -> None:
     from rich.table import Table
 
     from resources.control_db import ControlDb
-    from resources.views import refresh_views
 
     db = ControlDb(settings.control_db_url)
     records = {r.received_date: r for r in db.days(min(days), max(days))}
@@ -263,8 +359,6 @@ def _print_summary(settings: Settings, days: Sequence[date]) -> None:
         _say(f"generator manifest: {outcome.description}")
         if not outcome.passed:
             _say(str(outcome.metadata["first_mismatches"]))
-    views = refresh_views(settings.warehouse_dir)
-    _say(f"DuckDB views refreshed: {', '.join(views)}")
 
 
 def compare_manifest(settings: Settings, days: Sequence[date]) -> CheckOutcome:

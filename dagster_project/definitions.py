@@ -2,9 +2,10 @@
 
 import dagster as dg
 
+from assets.billing import billable_usage
 from assets.ingest import ingest_landing_day
 from assets.usage import daily_usage
-from dagster_project.jobs import ingest_job
+from dagster_project.jobs import billing_job, ingest_job
 from dagster_project.resources import build_resources
 from dagster_project.schedules import nightly_ingest_schedule
 from dagster_project.sensors import landing_files_sensor, stale_dedup_window_sensor
@@ -14,8 +15,8 @@ from dagster_project.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The same definitions for `dagster dev` and the CLI; only the settings differ."""
     return dg.Definitions(
-        assets=[ingest_landing_day, daily_usage],
-        jobs=[ingest_job],
+        assets=[ingest_landing_day, daily_usage, billable_usage],
+        jobs=[ingest_job, billing_job],
         schedules=[nightly_ingest_schedule],
         sensors=[landing_files_sensor, stale_dedup_window_sensor],
         resources=build_resources(settings),

@@ -4,11 +4,18 @@ from __future__ import annotations
 
 import dagster as dg
 
-from dagster_project.partitions import usage_daily_partition
+from dagster_project.partitions import close_monthly_partition, usage_daily_partition
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
     partitions_def=usage_daily_partition,
     description="Ingest landing days into usage_events (+ quarantine, duplicates) and daily_usage.",
+)
+
+billing_job = dg.define_asset_job(
+    "billing_job",
+    selection=dg.AssetSelection.groups("billing"),
+    partitions_def=close_monthly_partition,
+    description="Rate a month's usage under the contract terms in force (billable_usage).",
 )

@@ -12,3 +12,6 @@ FIRST_DAY = os.environ.get("METERCLOSE_FIRST_DAY", "2026-01-01")
 
 # end_offset=1 makes today's landing day a partition too: files land all day long.
 usage_daily_partition = dg.DailyPartitionsDefinition(start_date=FIRST_DAY, end_offset=1)
+
+# Calendar months, up to the last complete one: a month is rated and closed after it ends.
+close_monthly_partition = dg.MonthlyPartitionsDefinition(start_date=f"{FIRST_DAY[:7]}-01")

@@ -13,7 +13,13 @@ from dagster_project.definitions import defs
 def test_assets_and_blocking_checks() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
-    assert keys == {"usage_events", "quarantined_events", "duplicate_events", "daily_usage"}
+    assert keys == {
+        "usage_events",
+        "quarantined_events",
+        "duplicate_events",
+        "daily_usage",
+        "billable_usage",
+    }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
         ("usage_events", names.USAGE_EVENTS_SCHEMA),
@@ -22,6 +28,8 @@ def test_assets_and_blocking_checks() -> None:
         ("duplicate_events", names.DUPLICATE_EVENTS_SCHEMA),
         ("daily_usage", names.DAILY_USAGE_SCHEMA),
         ("daily_usage", names.DAILY_USAGE_TIES_TO_EVENTS),
+        ("billable_usage", names.BILLABLE_USAGE_SCHEMA),
+        ("billable_usage", names.BILLABLE_USAGE_BREAKDOWN_TIES),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
@@ -29,6 +37,7 @@ def test_assets_and_blocking_checks() -> None:
 
 def test_jobs_schedules_and_sensors() -> None:
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
+    assert defs.resolve_job_def("billing_job").partitions_def is not None
     schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "ingest_job"

@@ -151,6 +151,9 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     out = capsys.readouterr().out
     assert "8,124 = 8,000 accepted + 80 duplicates + 44 quarantined (balanced)" in out
     assert "8124 manifest lines, every one placed as expected" in out
+    assert "Rated usage (billable_usage)" in out
+    rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
+    assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
     assert (root / "warehouse" / "meterclose.duckdb").exists()
     assert load_settings(root).data_dir == root.resolve()
 

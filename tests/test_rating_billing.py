@@ -199,3 +199,26 @@ def test_breakdowns_add_up_to_the_precise_amount(september: pl.DataFrame) -> Non
         "amount_precise",
     )
     assert (sums["s"] == sums["amount_precise"]).all()
+
+
+def test_billable_usage_asset_writes_the_month_and_passes_its_checks(
+    september: pl.DataFrame, resources, data_dir: Path
+) -> None:
+    from assets.billing import billable_usage as billable_usage_asset
+
+    result = dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+    assert all(c.passed for c in result.get_asset_check_evaluations())
+    written = pl.read_parquet(data_dir / "warehouse" / "billable_usage" / "2026-09.parquet")
+    assert written.drop("breakdown").equals(september.drop("breakdown"))
+
+
+def test_billing_refuses_a_month_whose_landing_days_are_not_ingested(
+    september: pl.DataFrame, land: LandFn, resources
+) -> None:
+    from assets.billing import billable_usage as billable_usage_asset
+
+    land(day(25), "events-00.ndjson", [event("late", time=at(25))])
+    with pytest.raises(
+        Exception, match=r"landing days not \(completely\) ingested yet: 2026-09-25"
+    ):
+        dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)

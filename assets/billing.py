@@ -1,0 +1,132 @@
+"""Billing: a month's usage priced under the contract terms in force (billable_usage)."""
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+
+from assets.ingest import USAGE_EVENTS, check_result
+from checks import names
+from checks.billing import breakdown_ties
+from checks.outcome import markdown_table, validate_schema
+from checks.schemas import BillableUsage
+from dagster_project.partitions import close_monthly_partition
+from rating import ingest as rating_ingest
+from rating.billing import billable_usage as rate_month
+from rating.terms import reference_tables, terms_in_force
+from resources.control_db import ControlDbResource
+from resources.landing import IngestRulesResource, LandingResource
+from resources.reference import ReferenceDataResource
+from resources.warehouse import WarehouseResource
+
+BILLABLE_USAGE = "billable_usage"
+
+
+def month_bounds(period: str) -> tuple[date, date]:
+    first = date.fromisoformat(f"{period}-01")
+    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
+    return first, last
+
+
+@dg.asset(
+    name=BILLABLE_USAGE,
+    description="Rated usage per month, contract, service segment, charge and price group.",
+    group_name="billing",
+    kinds={"parquet", "duckdb"},
+    deps=[USAGE_EVENTS],
+    partitions_def=close_monthly_partition,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    check_specs=[
+        dg.AssetCheckSpec(
+            names.BILLABLE_USAGE_SCHEMA,
+            asset=BILLABLE_USAGE,
+            blocking=True,
+            description="Columns, keys, non-negative amounts, segments inside their month.",
+        ),
+        dg.AssetCheckSpec(
+            names.BILLABLE_USAGE_BREAKDOWN_TIES,
+            asset=BILLABLE_USAGE,
+            blocking=True,
+            description="Each amount is its breakdown's sum, rounded once to the minor unit.",
+        ),
+    ],
+)
+def billable_usage(
+    context: dg.AssetExecutionContext,
+    landing: LandingResource,
+    warehouse: WarehouseResource,
+    reference: ReferenceDataResource,
+    control_db: ControlDbResource,
+    ingest_rules: IngestRulesResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    period = context.partition_key[:7]
+    first, last = month_bounds(period)
+    store = warehouse.get()
+    # Events of the month land on its days and, late, up to the lateness limit after it.
+    late_until = last + timedelta(days=ingest_rules.get().lateness_days)
+    landed = [d for d in landing.get().days() if first <= d <= late_until]
+    db = control_db.get()
+    done = {r.received_date for r in db.days(first, late_until) if r.status == "done"}
+    db.dispose()
+    missing = [d for d in landed if d not in done]
+    if missing:
+        # A blocking check gates only steps of its own run: the month is rated only from
+        # landing days whose ingest completed (and passed its checks) in an earlier run.
+        raise RuntimeError(
+            f"landing days not (completely) ingested yet: {', '.join(map(str, missing[:5]))}"
+            f"{' …' if len(missing) > 5 else ''}; materialize usage_events for them first"
+        )
+    files = store.existing(USAGE_EVENTS, landed)
+    ref = reference.get()
+    meters = ref.meters()
+    plans = ref.plans()
+    contracts = ref.contracts(plans)
+    con = rating_ingest.connect()
+    try:
+        terms_in_force(con, reference_tables(plans, contracts), first, last)
+        table = rate_month(con, files, rating_ingest.meters_table(meters), period, first, last)
+    finally:
+        con.close()
+    store.write({BILLABLE_USAGE: (period, table)})
+    frame = pl.from_arrow(table)
+    assert isinstance(frame, pl.DataFrame)
+    totals = (
+        frame.group_by("currency", "kind")
+        .agg(lines=pl.len(), amount=pl.col("amount").sum())
+        .sort("currency", "kind")
+    )
+    context.log.info(
+        f"rated {period}: {frame.height} lines for {frame['contract_id'].n_unique()} contracts"
+    )
+    yield dg.MaterializeResult(
+        metadata={
+            "period": period,
+            "dagster/row_count": frame.height,
+            "contracts": frame["contract_id"].n_unique(),
+            "landing_days_read": len(files),
+            "totals_by_currency": dg.MetadataValue.md(markdown_table(totals)),
+            "preview": dg.MetadataValue.md(
+                markdown_table(
+                    frame.filter(pl.col("amount") > 0)
+                    .select(
+                        "contract_id",
+                        "segment_start",
+                        "charge_id",
+                        "price_group",
+                        "billable_quantity",
+                        "amount",
+                        "currency",
+                    )
+                    .head(10)
+                )
+            ),
+            "path": dg.MetadataValue.path(str(store.partition_path(BILLABLE_USAGE, period))),
+        }
+    )
+    key = dg.AssetKey(BILLABLE_USAGE)
+    day = first
+    yield check_result(
+        names.BILLABLE_USAGE_SCHEMA, key, [(day, validate_schema(BillableUsage, frame))]
+    )
+    yield check_result(names.BILLABLE_USAGE_BREAKDOWN_TIES, key, [(day, breakdown_ties(frame))])
