@@ -10,7 +10,7 @@ import warnings
 from collections.abc import Sequence
 from datetime import date, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from dagster_project.settings import REPO_ROOT, Settings, load_settings
 
@@ -137,9 +137,6 @@ def run_ingest(settings: Settings, days: Sequence[date]) -> list[str]:
 
 def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
     """Materialise ingest and daily usage for the days, one in-process run per month range."""
-    import dagster as dg
-
-    from dagster_project.definitions import build_definitions
     from dagster_project.partitions import usage_daily_partition
 
     known = set(usage_daily_partition.get_partition_keys())
@@ -150,57 +147,48 @@ def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
             f"(they start at {usage_daily_partition.start:%Y-%m-%d} and end today): "
             "set METERCLOSE_FIRST_DAY or move the data"
         )
-    job = build_definitions(settings).resolve_job_def("ingest_job")
-    instance = dg.DagsterInstance.get()
-    run_ids = []
-    for first, last in _month_ranges(days):
-        _say(f"ingesting landing days {first} … {last} ({(last - first).days + 1} days)")
-        result = job.execute_in_process(
-            instance=instance,
+    return [
+        _execute(
+            settings,
+            "ingest_job",
+            f"ingest of {first} … {last}",
             tags={RANGE_START: first.isoformat(), RANGE_END: last.isoformat()},
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
         )
-        run_ids.append(result.run_id)
-        if not result.success:
-            failure = next((e for e in result.all_events if e.is_failure), None)
-            message = failure.message if failure else "see the run in the Dagster UI"
-            raise SystemExit(f"ingest of {first} … {last} failed (run {result.run_id}): {message}")
-        failed_checks = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        if failed_checks:
-            raise SystemExit(
-                "blocking checks failed: "
-                + "; ".join(f"{c.check_name}: {c.description}" for c in failed_checks)
-            )
-    return run_ids
+        for first, last in _month_ranges(days)
+    ]
 
 
 def run_billing(settings: Settings, periods: Sequence[str]) -> None:
     """Materialise billable_usage for each month, in process, through the billing job."""
+    for period in periods:
+        _execute(settings, "billing_job", f"rating {period}", partition_key=f"{period}-01")
+
+
+def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str:
+    """Run a job in process on the shared instance; stop, saying why, if it or a check fails."""
     import dagster as dg
 
     from dagster_project.definitions import build_definitions
 
-    job = build_definitions(settings).resolve_job_def("billing_job")
-    instance = dg.DagsterInstance.get()
-    for period in periods:
-        _say(f"rating {period}")
-        result = job.execute_in_process(
-            instance=instance,
-            partition_key=f"{period}-01",
-            run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
-            raise_on_error=False,
+    _say(what)
+    job = build_definitions(settings).resolve_job_def(job_name)
+    result = job.execute_in_process(
+        instance=dg.DagsterInstance.get(),
+        run_config={"loggers": {"console": {"config": {"log_level": "INFO"}}}},
+        raise_on_error=False,
+        **kwargs,
+    )
+    if not result.success:
+        failure = next((e for e in result.all_events if e.is_failure), None)
+        message = failure.message if failure else "see the run in the Dagster UI"
+        raise SystemExit(f"{what} failed (run {result.run_id}): {message}")
+    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    if failed:
+        raise SystemExit(
+            f"{what}: blocking checks failed: "
+            + "; ".join(f"{c.check_name}: {c.description}" for c in failed)
         )
-        if not result.success:
-            failure = next((e for e in result.all_events if e.is_failure), None)
-            message = failure.message if failure else "see the run in the Dagster UI"
-            raise SystemExit(f"rating {period} failed (run {result.run_id}): {message}")
-        failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
-        if failed:
-            raise SystemExit(
-                "blocking checks failed: "
-                + "; ".join(f"{c.check_name}: {c.description}" for c in failed)
-            )
+    return str(result.run_id)
 
 
 def complete_months(days: Sequence[date]) -> list[str]:

@@ -80,15 +80,20 @@ def data_dir(tmp_path: Path) -> Path:
     return root
 
 
-@pytest.fixture
-def settings(data_dir: Path) -> Settings:
+def settings_for(root: Path) -> Settings:
+    """Settings for a throw-away data root: its own warehouse and SQLite control DB."""
     return Settings(
-        data_dir=data_dir,
-        warehouse_dir=data_dir / "warehouse",
-        control_db_url=f"sqlite:///{data_dir / 'control.db'}",
+        data_dir=root,
+        warehouse_dir=root / "warehouse",
+        control_db_url=f"sqlite:///{root / 'control.db'}",
         reference_url=None,
         lateness_days=35,
     )
+
+
+@pytest.fixture
+def settings(data_dir: Path) -> Settings:
+    return settings_for(data_dir)
 
 
 @pytest.fixture

@@ -14,19 +14,19 @@ from assets.ingest import ingest_landing_day
 from dagster_project import cli
 from dagster_project.generator import UNKNOWN_CUSTOMERS, generate
 from dagster_project.resources import build_resources
-from dagster_project.settings import REPO_ROOT, Settings, load_settings
+from dagster_project.settings import REPO_ROOT, load_settings
+from tests.conftest import settings_for
 
 pytestmark = pytest.mark.slow
+PARTS = ("reference", "landing", "manifest")
 
 
-def settings_for(root: Path) -> Settings:
-    return Settings(
-        data_dir=root,
-        warehouse_dir=root / "warehouse",
-        control_db_url=f"sqlite:///{root / 'control.db'}",
-        reference_url=None,
-        lateness_days=35,
-    )
+def linked_root(root: Path, generated: Path, parts: tuple[str, ...] = PARTS) -> Path:
+    """A data root that reads the generated inputs and writes its own outputs."""
+    root.mkdir(parents=True)
+    for part in parts:
+        (root / part).symlink_to(generated / part)
+    return root
 
 
 @pytest.fixture(scope="module")
@@ -60,10 +60,7 @@ def test_shipped_sample_is_exactly_what_the_generator_makes(tmp_path: Path) -> N
 def test_generated_months_through_the_ingest_job_match_the_manifest(
     generated: Path, tmp_path: Path, dagster_home: Path
 ) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
-    for part in ("reference", "landing", "manifest"):
-        (root / part).symlink_to(generated / part)
+    root = linked_root(tmp_path / "data", generated)
     settings = settings_for(root)
     days = cli._landing_days(settings, None, None)
     run_ids = cli.run_ingest(settings, days)
@@ -93,10 +90,7 @@ def test_backfill_range_and_day_by_day_write_identical_bytes(
 ) -> None:
     written = {}
     for mode in ("range", "daily"):
-        root = tmp_path / mode
-        root.mkdir()
-        for part in ("reference", "landing"):
-            (root / part).symlink_to(generated / part)
+        root = linked_root(tmp_path / mode, generated, ("reference", "landing"))
         resources = build_resources(settings_for(root))
         days = [date(2026, 9, d) for d in range(1, 11)]
         if mode == "range":
@@ -161,10 +155,7 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
 def test_closing_october_before_september_still_accepts_each_event_once(
     generated: Path, tmp_path: Path, dagster_home: Path
 ) -> None:
-    root = tmp_path / "data"
-    root.mkdir()
-    for part in ("reference", "landing", "manifest"):
-        (root / part).symlink_to(generated / part)
+    root = linked_root(tmp_path / "data", generated)
     settings = settings_for(root)
     assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10"]) == 0
     # October's deduplication needs the September days before it: they were ingested too.
