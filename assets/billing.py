@@ -14,6 +14,7 @@ from checks.schemas import BillableUsage
 from dagster_project.partitions import close_monthly_partition
 from rating import ingest as rating_ingest
 from rating.billing import billable_usage as rate_month
+from rating.ingest import IngestRules
 from rating.terms import reference_tables, terms_in_force
 from resources.control_db import ControlDbResource
 from resources.landing import IngestRulesResource, LandingResource
@@ -21,6 +22,15 @@ from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
 
 BILLABLE_USAGE = "billable_usage"
+
+
+def landing_window(first: date, last: date, rules: IngestRules) -> tuple[date, date]:
+    """The landing days a month's events can arrive on: from the day before it (an event
+    may be stamped up to a day ahead of its landing day) to the lateness limit after it."""
+    return (
+        first - timedelta(days=rules.future_days - 1),
+        last + timedelta(days=rules.lateness_days),
+    )
 
 
 def month_bounds(period: str) -> tuple[date, date]:
@@ -63,11 +73,10 @@ def billable_usage(
     period = context.partition_key[:7]
     first, last = month_bounds(period)
     store = warehouse.get()
-    # Events of the month land on its days and, late, up to the lateness limit after it.
-    late_until = last + timedelta(days=ingest_rules.get().lateness_days)
-    landed = [d for d in landing.get().days() if first <= d <= late_until]
+    first_landing, late_until = landing_window(first, last, ingest_rules.get())
+    landed = [d for d in landing.get().days() if first_landing <= d <= late_until]
     db = control_db.get()
-    done = {r.received_date for r in db.days(first, late_until) if r.status == "done"}
+    done = {r.received_date for r in db.days(first_landing, late_until) if r.status == "done"}
     db.dispose()
     missing = [d for d in landed if d not in done]
     if missing:

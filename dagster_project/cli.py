@@ -8,7 +8,7 @@ import sys
 import time
 import warnings
 from collections.abc import Sequence
-from datetime import date, timedelta
+from datetime import date
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -259,12 +259,15 @@ def cmd_ingest(args: argparse.Namespace) -> int:
 
 def cmd_close(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
-    from assets.billing import month_bounds
+    from assets.billing import landing_window, month_bounds
+    from rating.ingest import IngestRules
 
     first, last = month_bounds(args.period)
-    # The month's events also land late, up to the lateness limit after it: every such
-    # landing day already there is ingested too, so the month is rated on all of them.
-    days = _landing_days(settings, first, last + timedelta(days=settings.lateness_days))
+    # The month's events land on its days, a little ahead of it and late after it: every
+    # such landing day already there is ingested too, so the month is rated on all of them.
+    days = _landing_days(
+        settings, *landing_window(first, last, IngestRules(lateness_days=settings.lateness_days))
+    )
     if not [d for d in days if d <= last]:
         _say(f"no landing days for {args.period} under {settings.landing_dir}")
         return 1

@@ -36,24 +36,39 @@ CREATE OR REPLACE TEMP MACRO prorate(x, days, month_days) AS (
 )
 """
 
+# Each event of the month matched once to the charge segment in force on its day, with
+# its price group; usage totals and the percentage model's per-event fees both read this.
+_ITEM_ID = """
+CREATE OR REPLACE TEMP MACRO item_id(contract_id, segment_start, charge_id, price_group) AS
+    contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id || '|'
+        || price_group
+"""
+
+_NO_EVENTS = """
+CREATE OR REPLACE TEMP VIEW all_events AS
+SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage_date,
+    NULL::DECIMAL(38,12) AS quantity, NULL::VARCHAR AS unique_value, NULL::VARCHAR AS dims,
+    NULL::TIMESTAMPTZ AS event_time, NULL::VARCHAR AS source, NULL::VARCHAR AS event_id
+WHERE false
+"""
+
+_MATCHED_EVENTS = """
+CREATE OR REPLACE TEMP TABLE matched_events AS
+SELECT t.contract_id, t.segment_start, t.charge_id, t.model, m.aggregation,
+    CASE WHEN len(t.group_by) = 0 THEN '{}'
+         ELSE CAST(to_json(map(t.group_by, list_transform(t.group_by,
+              lambda g: json_extract_string(e.dims, '$.' || g)))) AS VARCHAR)
+    END AS price_group,
+    e.quantity, e.unique_value, e.event_time, e.source, e.event_id
+FROM month_events e
+JOIN charge_terms t
+  ON t.customer_id = e.customer_id AND t.meter = e.meter
+ AND e.usage_date BETWEEN t.segment_start AND t.segment_end
+JOIN meters m ON m.meter = e.meter
+"""
+
 _SEGMENT_USAGE = """
 CREATE OR REPLACE TEMP TABLE segment_usage AS
-WITH events AS (
-    SELECT * FROM read_parquet($files)
-    WHERE usage_date BETWEEN $month_start AND $month_end
-), matched AS (
-    SELECT t.contract_id, t.segment_start, t.charge_id, m.aggregation,
-        CASE WHEN len(t.group_by) = 0 THEN '{}'
-             ELSE CAST(to_json(map(t.group_by, list_transform(t.group_by,
-                  lambda g: json_extract_string(e.dims, '$.' || g)))) AS VARCHAR)
-        END AS price_group,
-        e.quantity, e.unique_value, e.event_time, e.source, e.event_id
-    FROM events e
-    JOIN charge_terms t
-      ON t.customer_id = e.customer_id AND t.meter = e.meter
-     AND e.usage_date BETWEEN t.segment_start AND t.segment_end
-    JOIN meters m ON m.meter = e.meter
-)
 SELECT contract_id, segment_start, charge_id, price_group,
     CAST(CASE any_value(aggregation)
         WHEN 'SUM' THEN sum(quantity)
@@ -63,7 +78,7 @@ SELECT contract_id, segment_start, charge_id, price_group,
         WHEN 'UNIQUE_COUNT' THEN count(DISTINCT unique_value)
     END AS DECIMAL(38,12)) AS quantity,
     count(*) AS event_count
-FROM matched
+FROM matched_events
 GROUP BY contract_id, segment_start, charge_id, price_group
 """
 
@@ -78,8 +93,7 @@ WITH groups AS (
     LEFT JOIN segment_usage u USING (contract_id, segment_start, charge_id)
 )
 SELECT *,
-    contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id || '|'
-        || price_group AS item_id,
+    item_id(contract_id, segment_start, charge_id, price_group) AS item_id,
     prorate(included_units, segment_days, $month_days) AS included,
     prorate(minimum_amount, segment_days, $month_days) AS minimum,
     CAST(greatest(quantity - prorate(included_units, segment_days, $month_days), 0)
@@ -100,40 +114,54 @@ JOIN term_tiers tt USING (contract_id, segment_start, charge_id)
 WHERE i.model IN ('graduated', 'volume', 'graduated_percentage');
 """
 
-# The percentage model prices each paid event: the segment's events of the charge's meter.
+# The percentage model prices each paid event of its segment and price group.
 _EVENTS = """
 CREATE OR REPLACE TEMP TABLE percentage_events AS
-SELECT i.item_id, e.event_time, e.source || '/' || e.event_id AS event_order,
-    e.quantity AS amount
-FROM read_parquet($files) e
-JOIN billing_items i
-  ON i.customer_id = e.customer_id AND i.meter = e.meter AND i.model = 'percentage'
- AND e.usage_date BETWEEN i.segment_start AND i.segment_end
-WHERE e.usage_date BETWEEN $month_start AND $month_end
+SELECT item_id(contract_id, segment_start, charge_id, price_group) AS item_id, event_time,
+    source || '/' || event_id AS event_order, quantity AS amount
+FROM matched_events
+WHERE model = 'percentage'
 """
 
-# A shortfall under a charge's minimum is its own line, rounded on its own, once.
+# A charge's minimum is a monthly figure: its prorated parts over the charge's segments
+# are compared with the month's spend on it, and a shortfall is one line for the month,
+# rounded on its own, once.
 _SHORTFALLS = """
 CREATE OR REPLACE TEMP TABLE shortfall_items AS
-SELECT contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id
-        || '|minimum' AS item_id,
-    contract_id, segment_start, charge_id, any_value(currency) AS currency,
-    CAST(any_value(minimum) - sum(amount_precise) AS DECIMAL(38,12)) AS shortfall
-FROM billing_items JOIN priced_items USING (item_id)
-GROUP BY contract_id, segment_start, charge_id
-HAVING sum(amount_precise) < any_value(minimum);
+WITH segments AS (
+    SELECT i.contract_id, i.segment_start, i.charge_id, any_value(i.minimum) AS minimum,
+        sum(p.amount_precise) AS spent
+    FROM billing_items i JOIN priced_items p USING (item_id)
+    GROUP BY i.contract_id, i.segment_start, i.charge_id
+)
+SELECT contract_id || '|' || charge_id || '|minimum' AS item_id, contract_id, charge_id,
+    min(segment_start) AS first_segment, max(segment_start) AS last_segment,
+    CAST(sum(minimum) - sum(spent) AS DECIMAL(38,12)) AS shortfall
+FROM segments
+GROUP BY contract_id, charge_id
+HAVING sum(spent) < sum(minimum);
 CREATE OR REPLACE TEMP VIEW shortfall_pricing AS
-SELECT item_id, 'per_unit' AS model, currency, shortfall AS quantity,
+SELECT s.item_id, 'per_unit' AS model, i.currency, s.shortfall AS quantity,
     CAST(1 AS DECIMAL(38,12)) AS unit_amount
-FROM shortfall_items;
+FROM shortfall_items s
+JOIN (SELECT DISTINCT contract_id, charge_id, currency FROM billing_items) i
+  USING (contract_id, charge_id);
 """
 
 _BILLABLE_USAGE = """
 WITH priced AS (
     SELECT i.*, p.amount_precise, p.amount, p.breakdown
     FROM billing_items i JOIN priced_items p USING (item_id)
-), charges AS (
-    SELECT DISTINCT ON (contract_id, segment_start, charge_id) * FROM priced
+), last_segment AS (
+    -- The true-up line carries the charge's terms as they stood at the month's end.
+    SELECT DISTINCT ON (contract_id, charge_id) * FROM priced
+    ORDER BY contract_id, charge_id, segment_start DESC
+), spans AS (
+    SELECT contract_id, charge_id, min(segment_start) AS month_start,
+        max(segment_end) AS month_end, CAST(sum(segment_days) AS BIGINT) AS days
+    FROM (SELECT DISTINCT contract_id, charge_id, segment_start, segment_end, segment_days
+          FROM priced)
+    GROUP BY ALL
 )
 SELECT $period AS period, contract_id, customer_id, segment_start, segment_end,
     segment_days, plan_id, charge_id, product_id, meter, model, price_group,
@@ -141,15 +169,16 @@ SELECT $period AS period, contract_id, customer_id, segment_start, segment_end,
     amount_precise, amount, breakdown
 FROM priced
 UNION ALL
-SELECT $period, c.contract_id, c.customer_id, c.segment_start, c.segment_end,
-    c.segment_days, c.plan_id, c.charge_id, c.product_id, c.meter, 'minimum' AS model,
+SELECT $period, c.contract_id, c.customer_id, sp.month_start, sp.month_end,
+    sp.days, c.plan_id, c.charge_id, c.product_id, c.meter, 'minimum' AS model,
     '{}' AS price_group, 'minimum_true_up' AS kind, c.currency,
     CAST(0 AS DECIMAL(38,12)), CAST(0 AS DECIMAL(38,12)), CAST(0 AS DECIMAL(38,12)), 0,
     s.shortfall, r.amount, NULL
 FROM shortfall_items s
-JOIN charges c USING (contract_id, segment_start, charge_id)
+JOIN last_segment c USING (contract_id, charge_id)
+JOIN spans sp USING (contract_id, charge_id)
 JOIN shortfall_rounded r ON r.item_id = s.item_id
-ORDER BY contract_id, segment_start, charge_id, kind DESC, price_group
+ORDER BY contract_id, charge_id, kind DESC, segment_start, price_group
 """
 
 
@@ -163,13 +192,27 @@ def billable_usage(
 ) -> pa.Table:
     """Price the month's usage under ``charge_terms`` and ``term_tiers`` (see rating.terms)."""
     con.execute(_PRORATE)
+    con.execute(_ITEM_ID)
     con.register("meters", meters)
-    files = [str(p) for p in usage_event_files]
     month = {"month_start": month_start, "month_end": month_end}
-    con.execute(_SEGMENT_USAGE, {"files": files, **month})
+    if usage_event_files:
+        con.read_parquet([str(p) for p in usage_event_files]).create_view(
+            "all_events", replace=True
+        )
+    else:
+        # A month with contracts but nothing landed still bills their fees and minimums.
+        con.execute(_NO_EVENTS)
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE month_events AS SELECT customer_id, meter, usage_date, "
+        "quantity, unique_value, dims, event_time, source, event_id FROM all_events "
+        "WHERE usage_date BETWEEN $month_start AND $month_end",
+        month,
+    )
+    con.execute(_MATCHED_EVENTS)
+    con.execute(_SEGMENT_USAGE)
     con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
     con.execute(_PRICING_INPUTS)
-    con.execute(_EVENTS, {"files": files, **month})
+    con.execute(_EVENTS)
     con.register("priced_items", price_items(con, "items", "tiers", "percentage_events"))
     con.execute(_SHORTFALLS)
     con.register("shortfall_rounded", price_items(con, "shortfall_pricing", None, None))

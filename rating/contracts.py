@@ -22,6 +22,7 @@ from rating.plans import (
     Tier,
     UsageCharge,
     parse_tiers,
+    takes_included_units,
     to_decimal,
 )
 
@@ -136,7 +137,9 @@ def _amendment(
         )
     assert isinstance(charge, UsageCharge)
     required, optional = MODEL_PARAMETERS[charge.model]
-    allowed = {*required, *optional, "included_units", "minimum_amount"}
+    allowed = {*required, *optional, "minimum_amount"}
+    if takes_included_units(charge.model, charge.group_by):
+        allowed.add("included_units")
     if charge.model in TIERED:
         allowed.add("tiers")
     unknown = sorted(set(given) - allowed)
@@ -209,12 +212,17 @@ def parse_contracts(
         amendments: list[Amendment] = []
         in_force = plan
         raw_amendments = record.get("amendments") or []
+        # By day; on one day a plan change comes first, so the day's other amendments
+        # apply to the new plan.
         ordered = sorted(
             enumerate(raw_amendments),
             key=lambda pair: (
-                str(pair[1].get("effective_date")) if isinstance(pair[1], Mapping) else ""
+                (str(pair[1].get("effective_date")), pair[1].get("type") != "plan_change")
+                if isinstance(pair[1], Mapping)
+                else ("", True)
             ),
         )
+        overridden: set[tuple[date, str, str]] = set()
         for position, raw in ordered:
             key = f"{where}.amendments[{position}]"
             if not isinstance(raw, Mapping):
@@ -227,16 +235,29 @@ def parse_contracts(
                     f"the contract is cancelled from {amendments[-1].effective_date}",
                 )
             amendment = _amendment(origin, key, raw, plans, in_force)
-            if amendment.effective_date <= start or (
-                end is not None and amendment.effective_date > end
-            ):
+            # A term can be amended from its first day (a day-one negotiated price); a
+            # cancellation on the first day would mean no contract at all.
+            too_early = amendment.effective_date < start or (
+                amendment.type == "cancellation" and amendment.effective_date == start
+            )
+            if too_early or (end is not None and amendment.effective_date > end):
                 raise ReferenceDataError(
                     origin,
                     f"{key}.effective_date",
                     str(amendment.effective_date),
-                    f"a day after start_date {start}"
+                    f"on or after start_date {start}"
                     + (f" and up to end_date {end}" if end else ""),
                 )
+            for name in (*amendment.prices, *(["tiers"] if amendment.tiers else [])):
+                mark = (amendment.effective_date, str(amendment.charge_id), name)
+                if mark in overridden:
+                    raise ReferenceDataError(
+                        origin,
+                        f"{key}.{name}",
+                        str(amendment.effective_date),
+                        f"{amendment.charge_id}.{name} is already overridden on that day",
+                    )
+                overridden.add(mark)
             if amendment.plan_id:
                 in_force = plans[amendment.plan_id]
             amendments.append(amendment)

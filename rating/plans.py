@@ -76,6 +76,12 @@ class Plan:
     charges: Mapping[str, RecurringCharge | UsageCharge] = field(default_factory=dict)
 
 
+def takes_included_units(model: str, group_by: Sequence[str]) -> bool:
+    """Included units come off a charge's own quantity: not per group (which group would
+    they come off first?), and not for percentages, whose allowance is free_amount."""
+    return model != "percentage" and not group_by
+
+
 def to_decimal(
     origin: str, key: str, value: Any, *, positive: bool = False, whole: bool = False
 ) -> Decimal:
@@ -211,13 +217,23 @@ def _usage_charge(
     product_id = str(record.get("product_id") or "")
     if products is not None and product_id not in products:
         raise ReferenceDataError(origin, f"{where}.product_id", product_id, "unknown product")
-    if group_by and record.get("included_units") not in (None, "0"):
-        # Which group would the allowance come off first? Rather than guess, refuse.
+    included = record.get("included_units")
+    if included not in (None, "0") and not takes_included_units(str(model), tuple(group_by)):
         raise ReferenceDataError(
             origin,
             f"{where}.included_units",
-            record.get("included_units"),
-            "a charge priced per group takes no included units",
+            included,
+            "a percentage charge's allowance is free_amount or free_events"
+            if model == "percentage"
+            else "a charge priced per group takes no included units",
+        )
+    aggregation = meters[str(meter)].aggregation
+    if model in ("percentage", "graduated_percentage") and aggregation != "SUM":
+        raise ReferenceDataError(
+            origin,
+            f"{where}.meter",
+            meter,
+            f"{model} prices an amount: a SUM meter, not {aggregation.value}",
         )
     return UsageCharge(
         charge_id=charge_id,

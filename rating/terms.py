@@ -198,7 +198,7 @@ def reference_tables(
     }
 
 
-# Segments: each contract's days in the month, cut at every change of terms.
+# Plan segments: each contract's days in the month, cut where its plan changes.
 _SEGMENTS = """
 CREATE OR REPLACE TEMP TABLE segments AS
 WITH active AS (
@@ -209,7 +209,8 @@ WITH active AS (
     UNION
     SELECT t.contract_id, t.effective_date FROM term_changes t
     SEMI JOIN active a USING (contract_id)
-    WHERE t.effective_date > $month_start AND t.effective_date <= $month_end
+    WHERE t.type = 'plan_change'
+      AND t.effective_date > $month_start AND t.effective_date <= $month_end
 ), spans AS (
     SELECT contract_id, cut AS segment_start,
         lead(cut) OVER (PARTITION BY contract_id ORDER BY cut) AS next_cut
@@ -233,15 +234,31 @@ ASOF LEFT JOIN (SELECT * FROM term_changes WHERE type = 'plan_change') p
     ON s.contract_id = p.contract_id AND s.segment_start >= p.effective_date
 """
 
-# Each usage charge of the plan in force, with the overrides in force on the segment's
-# first day (made since the plan came into force: a plan change starts from its list).
+# Each usage charge of the plan in force, cut again where that charge's price is
+# overridden (and only there: a seat count changing leaves usage charges whole), with the
+# overrides in force on the segment's first day, made since the plan came into force.
 _CHARGE_TERMS = """
 CREATE OR REPLACE TEMP TABLE charge_terms AS
-WITH base AS (
-    SELECT sp.contract_id, sp.customer_id, sp.segment_start, sp.segment_end, sp.plan_id,
-        sp.plan_since, pu.*  EXCLUDE (plan_id)
+WITH plan_charges AS (
+    SELECT sp.contract_id, sp.customer_id, sp.segment_start AS plan_start,
+        sp.segment_end AS plan_end, sp.plan_id, sp.plan_since, pu.* EXCLUDE (plan_id)
     FROM segment_plans sp
     JOIN plan_usage pu USING (plan_id)
+), cuts AS (
+    SELECT contract_id, plan_start, charge_id, plan_start AS cut FROM plan_charges
+    UNION
+    SELECT pc.contract_id, pc.plan_start, pc.charge_id, o.effective_date
+    FROM plan_charges pc
+    JOIN (SELECT DISTINCT contract_id, charge_id, effective_date FROM price_overrides) o
+      ON o.contract_id = pc.contract_id AND o.charge_id = pc.charge_id
+     AND o.effective_date > pc.plan_start AND o.effective_date <= pc.plan_end
+), spans AS (
+    SELECT *, lead(cut) OVER (PARTITION BY contract_id, plan_start, charge_id ORDER BY cut)
+        AS next_cut
+    FROM cuts
+), base AS (
+    SELECT pc.*, s.cut AS segment_start, coalesce(s.next_cut - 1, pc.plan_end) AS segment_end
+    FROM spans s JOIN plan_charges pc USING (contract_id, plan_start, charge_id)
 ), overridden AS (
     SELECT b.contract_id, b.segment_start, b.charge_id, o.field,
         arg_max(o.value, o.effective_date) AS value,
@@ -249,7 +266,7 @@ WITH base AS (
     FROM base b
     JOIN price_overrides o
       ON o.contract_id = b.contract_id AND o.charge_id = b.charge_id
-     AND o.effective_date <= b.segment_start AND o.effective_date > b.plan_since
+     AND o.effective_date <= b.segment_start AND o.effective_date >= b.plan_since
     GROUP BY ALL
 ), wide AS (
     PIVOT overridden ON field IN ({fields}) USING any_value(value) AS value,

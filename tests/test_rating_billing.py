@@ -170,26 +170,25 @@ def test_each_segment_priced_under_its_own_terms(september: pl.DataFrame) -> Non
 
 def test_non_additive_meters_are_exact_over_the_segment(september: pl.DataFrame) -> None:
     users = line(september, 1, "users")
-    assert users["quantity"] == Decimal(2)  # u-1 on two days counts once; days would say 3
+    # u-1 on three days and u-2 once are two users; a sum of daily counts would say 4.
+    assert users["quantity"] == Decimal(2)
     assert users["amount"] == Decimal("4.00")
     assert line(september, 1, "storage")["quantity"] == Decimal("12.5")  # MAX
     assert line(september, 1, "seats")["quantity"] == Decimal(7)  # LATEST by time
     assert line(september, 1, "seats")["amount"] == Decimal("70.00")
-    assert line(september, 16, "users")["quantity"] == Decimal(1)
 
 
 def test_groups_minimums_and_zero_usage(september: pl.DataFrame) -> None:
     assert line(september, 1, "tokens", group='{"model":"small"}')["amount"] == Decimal("1.25")
     assert line(september, 1, "tokens", group='{"model":"large"}')["amount"] == Decimal("0.50")
-    # Storage: 1.25 billed against a 3.10 monthly minimum, 1.55 for each half month.
-    assert line(september, 1, "storage", "minimum_true_up")["amount"] == Decimal("0.30")
-    assert line(september, 16, "storage", "minimum_true_up")["amount"] == Decimal("1.55")
-    # Every charge has a row in every segment, usage or not.
+    # Storage: 1.25 billed against the 3.10 monthly minimum: one true-up for the month.
+    assert line(september, 1, "storage", "minimum_true_up")["amount"] == Decimal("1.85")
+    # Every charge has a row in every one of its segments, usage or not; only api-calls,
+    # whose price changed on the 16th, has two.
     assert september.filter(pl.col("kind") == "usage").group_by("segment_start").len().sort(
         "segment_start"
-    ).rows() == [(day(1), 6), (day(16), 5)]
-    totals = september.group_by("segment_start").agg(pl.col("amount").sum()).sort("segment_start")
-    assert totals.rows() == [(day(1), Decimal("86.80")), (day(16), Decimal("3.55"))]
+    ).rows() == [(day(1), 6), (day(16), 1)]
+    assert september["amount"].sum() == Decimal("88.35")
 
 
 def test_breakdowns_add_up_to_the_precise_amount(september: pl.DataFrame) -> None:
@@ -222,3 +221,81 @@ def test_billing_refuses_a_month_whose_landing_days_are_not_ingested(
         Exception, match=r"landing days not \(completely\) ingested yet: 2026-09-25"
     ):
         dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+
+
+def rate(data_dir: Path, plans: list[object], contracts: list[object]) -> pl.DataFrame:
+    """Reference files and already-accepted usage events → billable usage for September."""
+    reference = data_dir / "reference"
+    (reference / "products.csv").write_text(PRODUCTS)
+    (reference / "plans.yaml").write_text(yaml.safe_dump({"plans": plans}))
+    (reference / "contracts.yaml").write_text(yaml.safe_dump({"contracts": contracts}))
+    ref = ReferenceData(reference)
+    parsed = ref.plans()
+    con = connect()
+    terms_in_force(con, reference_tables(parsed, ref.contracts(parsed)), day(1), day(30))
+    files = sorted((data_dir / "warehouse" / "usage_events").glob("*.parquet"))
+    frame = pl.from_arrow(
+        billable_usage(con, files, meters_table(ref.meters()), "2026-09", day(1), day(30))
+    )
+    assert isinstance(frame, pl.DataFrame)
+    return frame
+
+
+def test_a_month_with_nothing_landed_still_bills_minimums(data_dir: Path) -> None:
+    frame = rate(data_dir, [PLAN], [{**CONTRACT, "amendments": []}])
+    assert frame.filter(pl.col("kind") == "usage")["amount"].sum() == Decimal("5.00")  # tier-1 flat
+    assert line(frame, 1, "storage", "minimum_true_up")["amount"] == Decimal("3.10")
+
+
+def test_a_price_override_on_the_day_of_a_plan_change_applies_to_the_new_plan(
+    data_dir: Path,
+) -> None:
+    other = {**PLAN, "plan_id": "scale-usd"}
+    contract = {
+        **CONTRACT,
+        "amendments": [
+            {
+                "effective_date": "2026-09-16",
+                "type": "price_override",
+                "charge_id": "users",
+                "unit_amount": "0.5",
+            },
+            {"effective_date": "2026-09-16", "type": "plan_change", "plan_id": "scale-usd"},
+        ],
+    }
+    frame = rate(data_dir, [PLAN, other], [contract])
+    late = frame.filter((pl.col("charge_id") == "users") & (pl.col("segment_start") == day(16)))
+    assert late["plan_id"].to_list() == ["scale-usd"]
+    (terms,) = late["breakdown"].to_list()
+    assert terms[0]["unit_amount"] == Decimal("0.5")
+
+
+def test_percentage_fees_per_price_group_take_only_that_groups_events(
+    land: LandFn, resources, data_dir: Path
+) -> None:
+    meters = data_dir / "reference" / "meters.yaml"
+    meters.write_text(
+        meters.read_text() + "  - slug: payment_volume\n    event_type: payment.captured\n"
+        "    aggregation: SUM\n    value_property: $.amount\n    group_by: {region: $.region}\n"
+    )
+    land(
+        day(3),
+        "events-00.ndjson",
+        [
+            event("p1", "payment.captured", time=at(3), data={"amount": "100", "region": "eu"}),
+            event("p2", "payment.captured", time=at(3), data={"amount": "200", "region": "us"}),
+        ],
+    )
+    dg.materialize([ingest_landing_day], partition_key=day(3).isoformat(), resources=resources)
+    fees = {
+        "charge_id": "fees",
+        "meter": "payment_volume",
+        "product_id": "api",
+        "model": "percentage",
+        "rate": "10",
+        "fixed_amount": "1",
+        "group_by": ["region"],
+    }
+    frame = rate(data_dir, [{**PLAN, "usage": [fees]}], [{**CONTRACT, "amendments": []}])
+    by_group = dict(frame.select("price_group", "amount").iter_rows())
+    assert by_group == {'{"region":"eu"}': Decimal("11.00"), '{"region":"us"}': Decimal("21.00")}

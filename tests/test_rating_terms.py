@@ -36,17 +36,24 @@ def test_amendments_cut_the_month_and_cancellations_end_it(october) -> None:
         "WHERE contract_id IN ('C-0007', 'C-0071', 'C-0201') ORDER BY ALL",
     )
     assert segments == [
-        ("C-0007", OCT_1, date(2026, 10, 11), "growth-usd"),  # price override on the 12th
-        ("C-0007", date(2026, 10, 12), OCT_31, "growth-usd"),
+        ("C-0007", OCT_1, OCT_31, "growth-usd"),  # a price override cuts only its charge
         ("C-0071", OCT_1, date(2026, 10, 19), "scale-eur"),  # cancelled from the 20th
         ("C-0201", date(2026, 10, 12), OCT_31, "addon-usd"),  # an add-on starting mid-month
     ]
+    charges = rows(
+        october,
+        "SELECT charge_id, count(*) FROM charge_terms WHERE contract_id = 'C-0007' "
+        "GROUP BY ALL ORDER BY ALL",
+    )
+    assert ("api-calls", 2) in charges  # overridden on the 12th
+    assert all(n == 1 for charge, n in charges if charge != "api-calls")
 
 
 def test_segments_cover_each_contract_day_once(october) -> None:
     overlaps = rows(
         october,
-        "SELECT a.contract_id FROM segments a JOIN segments b USING (contract_id) "
+        "SELECT a.contract_id FROM charge_terms a JOIN charge_terms b "
+        "USING (contract_id, charge_id) "
         "WHERE a.segment_start < b.segment_start AND a.segment_end >= b.segment_start",
     )
     assert overlaps == []

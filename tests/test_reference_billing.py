@@ -121,6 +121,7 @@ TIERS_DOWN = [
     {"up_to": "5", "unit_amount": "1"},
     {"up_to": None, "unit_amount": "1"},
 ]
+TIERS_UP = [{"up_to": "10", "unit_amount": "1"}, {"up_to": None, "unit_amount": "0.5"}]
 CLOSED_AFTER_OPEN = [{"up_to": None, "unit_amount": "1"}, {"up_to": "5", "unit_amount": "1"}]
 
 
@@ -200,10 +201,45 @@ def usage_with(**fields: object) -> list[dict[str, object]]:
             "quantities change on recurring charges",
         ),
         (
+            [plan(usage=usage_with(model="percentage", tiers=None, rate="1", included_units="10"))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].included_units = '10': a percentage "
+            "charge's allowance is free_amount or free_events",
+        ),
+        (
+            [plan(usage=usage_with(model="percentage", tiers=None, rate="1"))],
+            [contract()],
+            "plans.yaml: plan growth-usd.usage[api-calls].meter = 'api_calls': percentage prices "
+            "an amount: a SUM meter, not COUNT",
+        ),
+        (
+            [plan()],
+            [
+                contract(
+                    amendments=[
+                        {
+                            "effective_date": "2026-10-01",
+                            "type": "price_override",
+                            "charge_id": "api-calls",
+                            "tiers": TIERS_UP,
+                        },
+                        {
+                            "effective_date": "2026-10-01",
+                            "type": "price_override",
+                            "charge_id": "api-calls",
+                            "tiers": TIERS_UP,
+                        },
+                    ]
+                )
+            ],
+            "contracts.yaml: contract C-1.amendments[1].tiers = '2026-10-01': "
+            "api-calls.tiers is already overridden on that day",
+        ),
+        (
             [plan()],
             [contract(amendments=[{"effective_date": "2026-09-01", "type": "cancellation"}])],
             "contracts.yaml: contract C-1.amendments[0].effective_date = '2026-09-01': "
-            "a day after start_date 2026-09-14",
+            "on or after start_date 2026-09-14",
         ),
     ],
 )
@@ -214,3 +250,24 @@ def test_bad_reference_data_is_refused_with_its_location(
     with pytest.raises(ReferenceDataError) as error:
         reference.contracts()
     assert message in str(error.value)
+
+
+def test_a_price_agreed_from_day_one_is_an_amendment_on_the_start_date(data_dir: Path) -> None:
+    reference = write(
+        data_dir,
+        [plan()],
+        [
+            contract(
+                amendments=[
+                    {
+                        "effective_date": "2026-09-14",
+                        "type": "price_override",
+                        "charge_id": "api-calls",
+                        "tiers": TIERS_UP,
+                    }
+                ]
+            )
+        ],
+    )
+    (c,) = reference.contracts().values()
+    assert c.amendments[0].effective_date == date(2026, 9, 14)
