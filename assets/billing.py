@@ -91,7 +91,7 @@ def billable_usage(
     meters = ref.meters()
     plans = ref.plans()
     contracts = ref.contracts(plans)
-    con = rating_ingest.connect()
+    con = store.duckdb()
     try:
         terms_in_force(con, reference_tables(plans, contracts), first, last)
         table = rate_month(con, files, rating_ingest.meters_table(meters), period, first, last)

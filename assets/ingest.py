@@ -77,7 +77,7 @@ def ingest_one_day(
     seen_window = window_digest(
         (date.fromisoformat(p.stem), accepted_keys_digest(warehouse, p)) for p in prior_files
     )
-    con = rating_ingest.connect()
+    con = warehouse.duckdb()
     try:
         result = rating_ingest.ingest_day(
             con,

@@ -61,7 +61,7 @@ def daily_usage(
                 f"{source}: usage_events for landing day {day} is missing; "
                 "materialize usage_events for that day first"
             )
-        con = rating_ingest.connect()
+        con = store.duckdb()
         try:
             table = aggregate_daily_usage(con, [source], meters)
         finally:

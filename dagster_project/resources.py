@@ -13,7 +13,9 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
     settings = settings or load_settings()
     return {
         "landing": LandingResource(root=str(settings.landing_dir)),
-        "warehouse": WarehouseResource(root=str(settings.warehouse_dir)),
+        "warehouse": WarehouseResource(
+            root=str(settings.warehouse_dir), memory_limit=settings.duckdb_memory_limit
+        ),
         "reference": ReferenceDataResource(
             directory=str(settings.reference_dir), url=settings.reference_url
         ),

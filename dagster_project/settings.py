@@ -17,6 +17,7 @@ class Settings:
     control_db_url: str
     reference_url: str | None
     lateness_days: int
+    duckdb_memory_limit: str = "2GB"
 
     @property
     def landing_dir(self) -> Path:
@@ -51,4 +52,5 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         control_db_url=control,
         reference_url=os.environ.get("METERCLOSE_REFERENCE_URL") or None,
         lateness_days=_int_env("METERCLOSE_LATENESS_DAYS", DEFAULT_LATENESS_DAYS),
+        duckdb_memory_limit=os.environ.get("METERCLOSE_DUCKDB_MEMORY_LIMIT") or "2GB",
     )

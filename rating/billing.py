@@ -36,8 +36,6 @@ CREATE OR REPLACE TEMP MACRO prorate(x, days, month_days) AS (
 )
 """
 
-# Each event of the month matched once to the charge segment in force on its day, with
-# its price group; usage totals and the percentage model's per-event fees both read this.
 _ITEM_ID = """
 CREATE OR REPLACE TEMP MACRO item_id(contract_id, segment_start, charge_id, price_group) AS
     contract_id || '|' || strftime(segment_start, '%Y-%m-%d') || '|' || charge_id || '|'
@@ -52,33 +50,43 @@ SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage
 WHERE false
 """
 
-_MATCHED_EVENTS = """
-CREATE OR REPLACE TEMP TABLE matched_events AS
-SELECT t.contract_id, t.segment_start, t.charge_id, t.model, m.aggregation,
-    CASE WHEN len(t.group_by) = 0 THEN '{}'
-         ELSE CAST(to_json(map(t.group_by, list_transform(t.group_by,
-              lambda g: json_extract_string(e.dims, '$.' || g)))) AS VARCHAR)
-    END AS price_group,
-    e.quantity, e.unique_value, e.event_time, e.source, e.event_id
-FROM month_events e
-JOIN charge_terms t
-  ON t.customer_id = e.customer_id AND t.meter = e.meter
- AND e.usage_date BETWEEN t.segment_start AND t.segment_end
-JOIN meters m ON m.meter = e.meter
+# A charge's price group, from an event's dims: the same expression wherever an event is
+# matched to an item, so usage totals and per-event fees land on the same line.
+_PRICE_GROUP = """
+CREATE OR REPLACE TEMP MACRO price_group(group_by, dims) AS
+    CASE WHEN len(group_by) = 0 THEN '{}'
+         ELSE CAST(to_json(map(group_by, list_transform(group_by,
+              lambda g: json_extract_string(dims, '$.' || g)))) AS VARCHAR)
+    END
 """
 
+# Usage per charge segment and price group, in one pass over the month's events: each
+# event joins the charge segment in force on its day, and each aggregate runs only over
+# the events of its kind (FILTER), so a LATEST or UNIQUE_COUNT costs only its own meters.
 _SEGMENT_USAGE = """
 CREATE OR REPLACE TEMP TABLE segment_usage AS
+WITH matched AS (
+    SELECT t.contract_id, t.segment_start, t.charge_id, m.aggregation,
+        price_group(t.group_by, e.dims) AS price_group,
+        e.quantity, e.unique_value, e.event_time, e.source, e.event_id
+    FROM month_events e
+    JOIN charge_terms t
+      ON t.customer_id = e.customer_id AND t.meter = e.meter
+     AND e.usage_date BETWEEN t.segment_start AND t.segment_end
+    JOIN meters m ON m.meter = e.meter
+)
 SELECT contract_id, segment_start, charge_id, price_group,
     CAST(CASE any_value(aggregation)
-        WHEN 'SUM' THEN sum(quantity)
+        WHEN 'SUM' THEN sum(quantity) FILTER (WHERE aggregation = 'SUM')
         WHEN 'COUNT' THEN count(*)
-        WHEN 'MAX' THEN max(quantity)
+        WHEN 'MAX' THEN max(quantity) FILTER (WHERE aggregation = 'MAX')
         WHEN 'LATEST' THEN arg_max(quantity, (event_time, source, event_id))
+            FILTER (WHERE aggregation = 'LATEST')
         WHEN 'UNIQUE_COUNT' THEN count(DISTINCT unique_value)
+            FILTER (WHERE aggregation = 'UNIQUE_COUNT')
     END AS DECIMAL(38,12)) AS quantity,
     count(*) AS event_count
-FROM matched_events
+FROM matched
 GROUP BY contract_id, segment_start, charge_id, price_group
 """
 
@@ -114,13 +122,16 @@ JOIN term_tiers tt USING (contract_id, segment_start, charge_id)
 WHERE i.model IN ('graduated', 'volume', 'graduated_percentage');
 """
 
-# The percentage model prices each paid event of its segment and price group.
+# The percentage model prices each paid event: only its charges' events are read again.
 _EVENTS = """
 CREATE OR REPLACE TEMP TABLE percentage_events AS
-SELECT item_id(contract_id, segment_start, charge_id, price_group) AS item_id, event_time,
-    source || '/' || event_id AS event_order, quantity AS amount
-FROM matched_events
-WHERE model = 'percentage'
+SELECT item_id(t.contract_id, t.segment_start, t.charge_id, price_group(t.group_by, e.dims))
+        AS item_id,
+    e.event_time, e.source || '/' || e.event_id AS event_order, e.quantity AS amount
+FROM month_events e
+JOIN (SELECT * FROM charge_terms WHERE model = 'percentage') t
+  ON t.customer_id = e.customer_id AND t.meter = e.meter
+ AND e.usage_date BETWEEN t.segment_start AND t.segment_end
 """
 
 # A charge's minimum is a monthly figure: its prorated parts over the charge's segments
@@ -194,7 +205,6 @@ def billable_usage(
     con.execute(_PRORATE)
     con.execute(_ITEM_ID)
     con.register("meters", meters)
-    month = {"month_start": month_start, "month_end": month_end}
     if usage_event_files:
         con.read_parquet([str(p) for p in usage_event_files]).create_view(
             "all_events", replace=True
@@ -202,13 +212,15 @@ def billable_usage(
     else:
         # A month with contracts but nothing landed still bills their fees and minimums.
         con.execute(_NO_EVENTS)
+    # A view, not a copy: the month's events are read where they lie, twice at most. A
+    # view takes no bound parameters; the bounds are date objects written as ISO dates.
     con.execute(
-        "CREATE OR REPLACE TEMP TABLE month_events AS SELECT customer_id, meter, usage_date, "
+        "CREATE OR REPLACE TEMP VIEW month_events AS SELECT customer_id, meter, usage_date, "
         "quantity, unique_value, dims, event_time, source, event_id FROM all_events "
-        "WHERE usage_date BETWEEN $month_start AND $month_end",
-        month,
+        f"WHERE usage_date BETWEEN DATE '{month_start.isoformat()}' "
+        f"AND DATE '{month_end.isoformat()}'"
     )
-    con.execute(_MATCHED_EVENTS)
+    con.execute(_PRICE_GROUP)
     con.execute(_SEGMENT_USAGE)
     con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
     con.execute(_PRICING_INPUTS)

@@ -570,9 +570,15 @@ CREATE OR REPLACE TEMP MACRO unquote(j) AS
 
 
 def connect(
-    threads: int | None = None, memory_limit: str | None = None
+    threads: int | None = None,
+    memory_limit: str | None = None,
+    temp_directory: Path | None = None,
 ) -> duckdb.DuckDBPyConnection:
-    """An in-memory DuckDB for one step: never the shared warehouse file."""
+    """An in-memory DuckDB for one step: never the shared warehouse file.
+
+    With a memory limit, DuckDB spills joins, sorts and aggregates to ``temp_directory``
+    instead of growing with the data: that is what bounds a step's memory.
+    """
     con = duckdb.connect(":memory:")
     con.execute("SET TimeZone = 'UTC'")
     con.execute(_UNQUOTE)
@@ -580,6 +586,9 @@ def connect(
         con.execute(f"SET threads = {int(threads)}")
     if memory_limit:
         con.execute("SET memory_limit = ?", [memory_limit])
+    if temp_directory is not None:
+        temp_directory.mkdir(parents=True, exist_ok=True)
+        con.execute("SET temp_directory = ?", [str(temp_directory)])
     return con
 
 

@@ -9,8 +9,11 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
+
+from rating.ingest import connect
 
 # Fixed writer settings: a rerun of a partition must produce the same bytes.
 _PARQUET_OPTIONS = {
@@ -24,8 +27,13 @@ _PARQUET_OPTIONS = {
 class Warehouse:
     """Paths and atomic writes under ``<warehouse>/<table>/<partition>.parquet``."""
 
-    def __init__(self, root: Path) -> None:
+    def __init__(self, root: Path, memory_limit: str | None = None) -> None:
         self.root = root
+        self.memory_limit = memory_limit
+
+    def duckdb(self) -> duckdb.DuckDBPyConnection:
+        """A step's own in-memory DuckDB, memory-bounded, spilling under the warehouse."""
+        return connect(memory_limit=self.memory_limit, temp_directory=self.root / ".spill")
 
     def table_dir(self, table: str) -> Path:
         return self.root / table
@@ -77,6 +85,8 @@ class WarehouseResource(dg.ConfigurableResource):  # type: ignore[misc]
     """Where the Parquet tables and the DuckDB views live."""
 
     root: str
+    # DuckDB's memory per step (it spills beyond it); Dagster may run steps side by side.
+    memory_limit: str = "2GB"
 
     def get(self) -> Warehouse:
-        return Warehouse(Path(self.root))
+        return Warehouse(Path(self.root), self.memory_limit)
