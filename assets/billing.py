@@ -83,7 +83,8 @@ def billable_usage(
         # A blocking check gates only steps of its own run: the month is rated only from
         # landing days whose ingest completed (and passed its checks) in an earlier run.
         raise RuntimeError(
-            f"landing days not (completely) ingested yet: {', '.join(map(str, missing[:5]))}"
+            "landing days not ingested, or whose checks failed: "
+            f"{', '.join(map(str, missing[:5]))}"
             f"{' …' if len(missing) > 5 else ''}; materialize usage_events for them first"
         )
     files = store.existing(USAGE_EVENTS, landed)

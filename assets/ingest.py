@@ -107,6 +107,19 @@ def ingest_one_day(
     )
     per_file = {row["file"]: row for row in result.per_file.to_pylist()}
     write_seconds = time.perf_counter() - written
+    usage = pl.from_arrow(result.usage_events)
+    quarantined = pl.from_arrow(result.quarantined_events)
+    duplicates = pl.from_arrow(result.duplicate_events)
+    assert isinstance(usage, pl.DataFrame)
+    assert isinstance(quarantined, pl.DataFrame)
+    assert isinstance(duplicates, pl.DataFrame)
+    raw_lines = {fp.name: fp.lines for fp in fingerprints}
+    checks = {
+        names.USAGE_EVENTS_SCHEMA: validate_schema(UsageEvents, usage),
+        names.QUARANTINED_EVENTS_SCHEMA: validate_schema(QuarantinedEvents, quarantined),
+        names.DUPLICATE_EVENTS_SCHEMA: validate_schema(DuplicateEvents, duplicates),
+        names.LINES_ACCOUNTED_FOR: lines_accounted_for(raw_lines, usage, quarantined, duplicates),
+    }
     control_db.record_ingest(
         received_date=day,
         batch_id=batch,
@@ -128,14 +141,10 @@ def ingest_one_day(
         landing_signature=signature,
         lateness_days=rules.lateness_days,
         run_id=run_id,
+        # A blocking check gates only its own run: the close reads this status to know the
+        # day passed its checks.
+        status="done" if all(c.passed for c in checks.values()) else "checks_failed",
     )
-    usage = pl.from_arrow(result.usage_events)
-    quarantined = pl.from_arrow(result.quarantined_events)
-    duplicates = pl.from_arrow(result.duplicate_events)
-    assert isinstance(usage, pl.DataFrame)
-    assert isinstance(quarantined, pl.DataFrame)
-    assert isinstance(duplicates, pl.DataFrame)
-    raw_lines = {fp.name: fp.lines for fp in fingerprints}
     return DayIngest(
         day=day,
         batch_id=batch,
@@ -159,14 +168,7 @@ def ingest_one_day(
             "file",
             "line_no",
         ).head(5),
-        checks={
-            names.USAGE_EVENTS_SCHEMA: validate_schema(UsageEvents, usage),
-            names.QUARANTINED_EVENTS_SCHEMA: validate_schema(QuarantinedEvents, quarantined),
-            names.DUPLICATE_EVENTS_SCHEMA: validate_schema(DuplicateEvents, duplicates),
-            names.LINES_ACCOUNTED_FOR: lines_accounted_for(
-                raw_lines, usage, quarantined, duplicates
-            ),
-        },
+        checks=checks,
         seconds=time.perf_counter() - started,
         timings={"read": read_seconds, **result.timings, "write": write_seconds},
     )
@@ -194,7 +196,7 @@ def stale_landing_days(
     }
     stale = []
     for record in control_db.days():
-        if record.status != "done":
+        if record.status == "writing":
             stale.append(record.received_date)
             continue
         first, last = rules.dedup_window(record.received_date)

@@ -58,8 +58,9 @@ ingest_day = sa.Table(
     sa.Column("window_digest", sa.String(64), nullable=False),
     sa.Column("reference_digest", sa.String(64), nullable=False),
     sa.Column("landing_signature", sa.String(64), nullable=False),
-    # 'writing' while a day's tables are being replaced, 'done' once all of them are:
-    # a crash in between leaves 'writing', which the sensors and the CLI re-ingest.
+    # 'writing' while a day's tables are being replaced, then 'done', or 'checks_failed'
+    # when a blocking check failed: a crash in between leaves 'writing', which the sensors
+    # and the CLI re-ingest; the close rates only 'done' days.
     sa.Column("status", sa.String(16), nullable=False),
     sa.Column("run_id", sa.String(64)),
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
@@ -148,6 +149,7 @@ class ControlDb:
         landing_signature: str,
         lateness_days: int,
         run_id: str | None,
+        status: str = "done",
     ) -> None:
         now = datetime.now(UTC)
         totals = {
@@ -169,7 +171,7 @@ class ControlDb:
             window_digest=window_digest,
             reference_digest=reference_digest,
             landing_signature=landing_signature,
-            status="done",
+            status=status,
             run_id=run_id,
             ingested_at=now,
         )

@@ -218,7 +218,7 @@ def test_billing_refuses_a_month_whose_landing_days_are_not_ingested(
 
     land(day(25), "events-00.ndjson", [event("late", time=at(25))])
     with pytest.raises(
-        Exception, match=r"landing days not \(completely\) ingested yet: 2026-09-25"
+        Exception, match=r"landing days not ingested, or whose checks failed: 2026-09-25"
     ):
         dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
 
@@ -299,3 +299,25 @@ def test_percentage_fees_per_price_group_take_only_that_groups_events(
     frame = rate(data_dir, [{**PLAN, "usage": [fees]}], [{**CONTRACT, "amendments": []}])
     by_group = dict(frame.select("price_group", "amount").iter_rows())
     assert by_group == {'{"region":"eu"}': Decimal("11.00"), '{"region":"us"}': Decimal("21.00")}
+
+
+def test_billing_refuses_a_month_with_a_day_whose_checks_failed(
+    september: pl.DataFrame, resources, data_dir: Path
+) -> None:
+    import sqlalchemy as sa
+
+    from assets.billing import billable_usage as billable_usage_asset
+    from resources.control_db import ControlDb, ingest_day
+
+    db = ControlDb(f"sqlite:///{data_dir / 'control.db'}")
+    with db.engine.begin() as conn:
+        conn.execute(
+            sa.update(ingest_day)
+            .where(ingest_day.c.received_date == day(5))
+            .values(status="checks_failed")
+        )
+    db.dispose()
+    with pytest.raises(
+        Exception, match="landing days not ingested, or whose checks failed: 2026-09-05"
+    ):
+        dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
