@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 from dataclasses import dataclass
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,28 @@ from rating.meters import Meter, parse_meters
 from rating.plans import Plan, parse_plans
 
 CUSTOMER_COLUMNS = ("customer_id", "name", "entity_id", "currency", "country")
+
+
+def _text(value: Any) -> Any:
+    """SQL numbers as the decimal strings the YAML files hold; dates and text as they are."""
+    if isinstance(value, float):
+        # A binary float has already lost the cents it was meant to hold.
+        raise ReferenceDataError(
+            "SQL reference export", "a numeric column", value,
+            "store prices and quantities as DECIMAL/NUMERIC or text, never floating point",
+        )
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return value
+
+
+def _json_list(origin: str, charge_id: str, value: Any) -> Any:
+    try:
+        return json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        raise ReferenceDataError(
+            origin, f"charge {charge_id}.group_by", value, "expected a JSON list of group names"
+        ) from None
 
 
 class ReferenceData:
@@ -123,23 +146,96 @@ class ReferenceData:
         return frame.select(pl.col(c).cast(pl.String) for c in columns).sort("product_id")
 
     def plans(self) -> dict[str, Plan]:
-        """plans.yaml, checked against meters.yaml and products.csv."""
-        return parse_plans(
-            self._yaml("plans.yaml", "plans"),
-            str(self.directory / "plans.yaml"),
-            self.meters(),
-            self.products()["product_id"].to_list(),
-        )
+        """plans.yaml (or the SQL tables below), checked against meters and products."""
+        if self.url:
+            records, origin = self._sql_plans(), self._origin("plans")
+        else:
+            records, origin = self._yaml("plans.yaml", "plans"), str(self.directory / "plans.yaml")
+        return parse_plans(records, origin, self.meters(), self.products()["product_id"].to_list())
 
     def contracts(self, plans: dict[str, Plan] | None = None) -> dict[str, Contract]:
-        """contracts.yaml, checked against the plans and the customers' billing currencies."""
+        """contracts.yaml (or the SQL tables below), checked against plans and customers."""
         customers = self.customers()
+        if self.url:
+            records, origin = self._sql_contracts(), self._origin("contracts")
+        else:
+            records = self._yaml("contracts.yaml", "contracts")
+            origin = str(self.directory / "contracts.yaml")
         return parse_contracts(
-            self._yaml("contracts.yaml", "contracts"),
-            str(self.directory / "contracts.yaml"),
+            records,
+            origin,
             plans if plans is not None else self.plans(),
             dict(zip(customers["customer_id"], customers["currency"], strict=True)),
         )
+
+    # A subscription platform's export is flat: plans, plan_charges and plan_tiers;
+    # contracts, contract_amendments and amendment_tiers. The records are put back into
+    # the shape of the YAML files, so both go through the same validation.
+    def _sql_rows(self, table: str) -> list[dict[str, Any]]:
+        return [
+            {k: _text(v) for k, v in row.items() if v is not None}
+            for row in self._sql(table).to_dicts()
+        ]
+
+    def _sql_plans(self) -> list[dict[str, Any]]:
+        tiers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for tier in sorted(self._sql_rows("plan_tiers"), key=lambda t: int(t["tier_no"])):
+            key = (tier.pop("plan_id"), tier.pop("charge_id"))
+            tier.pop("tier_no")
+            tier.setdefault("up_to", None)
+            tiers.setdefault(key, []).append(tier)
+        plans = {p["plan_id"]: {**p, "recurring": [], "usage": []} for p in self._sql_rows("plans")}
+        for charge in self._sql_rows("plan_charges"):
+            plan_id, kind = charge.pop("plan_id"), charge.pop("kind")
+            if plan_id not in plans:
+                raise ReferenceDataError(
+                    self._origin("plan_charges"),
+                    f"charge {charge.get('charge_id')}.plan_id",
+                    plan_id,
+                    "unknown plan",
+                )
+            if "group_by" in charge:
+                charge["group_by"] = _json_list(
+                    self._origin("plan_charges"), charge["charge_id"], charge["group_by"]
+                )
+            if (plan_id, charge["charge_id"]) in tiers:
+                charge["tiers"] = tiers[(plan_id, charge["charge_id"])]
+            plans[plan_id]["recurring" if kind == "recurring" else "usage"].append(charge)
+        return list(plans.values())
+
+    def _sql_contracts(self) -> list[dict[str, Any]]:
+        tiers: dict[tuple[str, str], list[dict[str, Any]]] = {}
+        for tier in sorted(self._sql_rows("amendment_tiers"), key=lambda t: int(t["tier_no"])):
+            key = (tier.pop("contract_id"), tier.pop("seq"))
+            tier.pop("tier_no")
+            tier.setdefault("up_to", None)
+            tiers.setdefault(key, []).append(tier)
+        amendments: dict[str, list[dict[str, Any]]] = {}
+        for amendment in sorted(self._sql_rows("contract_amendments"), key=lambda a: int(a["seq"])):
+            contract_id, seq = amendment.pop("contract_id"), amendment.pop("seq")
+            if (contract_id, seq) in tiers:
+                amendment["tiers"] = tiers[(contract_id, seq)]
+            amendments.setdefault(contract_id, []).append(amendment)
+        contracts = []
+        for row in self._sql_rows("contracts"):
+            record: dict[str, Any] = {
+                k: row.get(k)
+                for k in ("contract_id", "customer_id", "plan_id", "start_date", "end_date")
+            }
+            record["billing_alignment"] = row.get("billing_alignment", "calendar")
+            if "prepaid_credit_amount" in row:
+                record["prepaid_credit"] = {
+                    "amount": row["prepaid_credit_amount"],
+                    "expires_on": row.get("prepaid_credit_expires_on"),
+                }
+            if "minimum_commitment_amount" in row:
+                record["minimum_commitment"] = {
+                    "amount": row["minimum_commitment_amount"],
+                    "interval": row.get("minimum_commitment_interval", "month"),
+                }
+            record["amendments"] = amendments.get(str(record["contract_id"]), [])
+            contracts.append(record)
+        return contracts
 
     def digest(self) -> str:
         """A hash of the reference data ingest depends on, to tell when a day went stale."""

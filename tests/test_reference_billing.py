@@ -271,3 +271,94 @@ def test_a_price_agreed_from_day_one_is_an_amendment_on_the_start_date(data_dir:
     )
     (c,) = reference.contracts().values()
     assert c.amendments[0].effective_date == date(2026, 9, 14)
+
+
+def test_plans_and_contracts_from_a_sql_export_equal_the_files(tmp_path: Path) -> None:
+    """The subscription platform's export: the same records, flattened into tables."""
+    import json
+
+    import sqlalchemy as sa
+
+    shipped = REPO_ROOT / "data" / "reference"
+    files = ReferenceData(shipped)
+    plans_yaml = yaml.safe_load((shipped / "plans.yaml").read_text())["plans"]
+    contracts_yaml = yaml.safe_load((shipped / "contracts.yaml").read_text())["contracts"]
+    tables: dict[str, list[dict[str, object]]] = {
+        "plans": [],
+        "plan_charges": [],
+        "plan_tiers": [],
+        "contracts": [],
+        "contract_amendments": [],
+        "amendment_tiers": [],
+    }
+    for p in plans_yaml:
+        tables["plans"].append(
+            {"plan_id": p["plan_id"], "name": p["name"], "currency": p["currency"]}
+        )
+        for kind in ("recurring", "usage"):
+            for c in p[kind]:
+                row = {k: v for k, v in c.items() if k != "tiers"}
+                if "group_by" in row:
+                    row["group_by"] = json.dumps(row["group_by"])
+                tables["plan_charges"].append({"plan_id": p["plan_id"], "kind": kind, **row})
+                for n, t in enumerate(c.get("tiers") or [], start=1):
+                    tables["plan_tiers"].append(
+                        {"plan_id": p["plan_id"], "charge_id": c["charge_id"], "tier_no": n, **t}
+                    )
+    for c in contracts_yaml:
+        row = {
+            k: c[k]
+            for k in (
+                "contract_id",
+                "customer_id",
+                "plan_id",
+                "start_date",
+                "end_date",
+                "billing_alignment",
+            )
+        }
+        if "prepaid_credit" in c:
+            row["prepaid_credit_amount"] = c["prepaid_credit"]["amount"]
+            row["prepaid_credit_expires_on"] = c["prepaid_credit"]["expires_on"]
+        if "minimum_commitment" in c:
+            row["minimum_commitment_amount"] = c["minimum_commitment"]["amount"]
+            row["minimum_commitment_interval"] = c["minimum_commitment"]["interval"]
+        tables["contracts"].append(row)
+        for seq, a in enumerate(c["amendments"], start=1):
+            amendment = {k: v for k, v in a.items() if k != "tiers"}
+            tables["contract_amendments"].append(
+                {"contract_id": c["contract_id"], "seq": seq, **amendment}
+            )
+            for n, t in enumerate(a.get("tiers") or [], start=1):
+                tables["amendment_tiers"].append(
+                    {"contract_id": c["contract_id"], "seq": seq, "tier_no": n, **t}
+                )
+    tables["meters"] = [
+        {
+            "slug": m.slug,
+            "event_type": m.event_type,
+            "aggregation": m.aggregation.value,
+            "value_property": m.value_property,
+            "group_by": json.dumps(dict(m.group_by)),
+        }
+        for m in files.meters()
+    ]
+    tables["customers"] = files.customers().to_dicts()
+    tables["products"] = files.products().to_dicts()
+    url = f"sqlite:///{tmp_path / 'platform.db'}"
+    engine = sa.create_engine(url)
+    metadata = sa.MetaData()
+    for name, rows in tables.items():
+        columns = sorted({k for r in rows for k in r})
+        table = sa.Table(name, metadata, *(sa.Column(c, sa.String) for c in columns))
+        metadata.create_all(engine, tables=[table])
+        with engine.begin() as conn:
+            conn.execute(
+                table.insert(),
+                [{c: (None if r.get(c) is None else str(r[c])) for c in columns} for r in rows],
+            )
+    engine.dispose()
+    sql = ReferenceData(tmp_path / "no-files-here", url)
+    plans = sql.plans()
+    assert plans == files.plans()
+    assert sql.contracts(plans) == files.contracts(plans)
