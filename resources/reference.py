@@ -27,7 +27,9 @@ def _text(value: Any) -> Any:
     if isinstance(value, float):
         # A binary float has already lost the cents it was meant to hold.
         raise ReferenceDataError(
-            "SQL reference export", "a numeric column", value,
+            "SQL reference export",
+            "a numeric column",
+            value,
             "store prices and quantities as DECIMAL/NUMERIC or text, never floating point",
         )
     if isinstance(value, Decimal):
