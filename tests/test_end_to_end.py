@@ -15,6 +15,7 @@ from dagster_project import cli
 from dagster_project.generator import UNKNOWN_CUSTOMERS, generate
 from dagster_project.resources import build_resources
 from dagster_project.settings import REPO_ROOT, load_settings
+from rating.ingest import meters_table
 from tests.conftest import settings_for
 
 pytestmark = pytest.mark.slow
@@ -168,3 +169,108 @@ def test_closing_october_before_september_still_accepts_each_event_once(
     usage = pl.read_parquet(settings.warehouse_dir / "usage_events" / "*.parquet")
     per_event = usage.group_by("source", "event_id").agg(pl.col("received_date").n_unique())
     assert per_event["received_date"].max() == 1
+
+
+# An independent recomputation, written plainly in SQL, of the usage lines of contracts
+# on one plan for the whole of September with no amendment: the month's aggregate per
+# meter, less included units, priced per model.
+_INDEPENDENT = """
+WITH plain_contracts AS (
+    SELECT contract_id, customer_id, plan_id FROM contracts
+    WHERE start_date <= DATE '2026-09-01'
+      AND (last_day IS NULL OR last_day >= DATE '2026-09-30')
+      AND contract_id NOT IN (SELECT contract_id FROM term_changes
+                              WHERE effective_date <= DATE '2026-09-30')
+), usage AS (
+    SELECT customer_id, meter,
+        sum(quantity) AS total, count(*) AS events, max(quantity) AS peak,
+        arg_max(quantity, (event_time, source, event_id)) AS latest,
+        count(DISTINCT unique_value) AS uniques
+    FROM read_parquet($files)
+    WHERE usage_date BETWEEN DATE '2026-09-01' AND DATE '2026-09-30'
+    GROUP BY ALL
+), lines AS (
+    SELECT c.contract_id, pu.charge_id, pu.model, pu.unit_amount, pu.package_size,
+        pu.package_amount, coalesce(pu.free_units, 0) AS free_units,
+        greatest(coalesce(CASE m.aggregation
+            WHEN 'SUM' THEN u.total WHEN 'COUNT' THEN u.events WHEN 'MAX' THEN u.peak
+            WHEN 'LATEST' THEN u.latest WHEN 'UNIQUE_COUNT' THEN u.uniques END, 0)
+            - pu.included_units, 0) AS q
+    FROM plain_contracts c
+    JOIN plan_usage pu USING (plan_id)
+    JOIN meters m ON m.meter = pu.meter
+    LEFT JOIN usage u ON u.customer_id = c.customer_id AND u.meter = pu.meter
+    WHERE len(pu.group_by) = 0 AND pu.model IN ('per_unit', 'package', 'graduated', 'volume')
+), tiered AS (
+    SELECT l.contract_id, l.charge_id, l.model, l.q, t.tier_no, t.unit_amount,
+        t.flat_amount,
+        coalesce(lag(t.up_to) OVER (PARTITION BY l.contract_id, l.charge_id
+                                    ORDER BY t.tier_no), 0) AS low,
+        t.up_to AS high
+    FROM lines l
+    JOIN plan_tiers t ON t.charge_id = l.charge_id
+    JOIN plain_contracts c ON c.contract_id = l.contract_id AND c.plan_id = t.plan_id
+    WHERE l.model IN ('graduated', 'volume')
+)
+SELECT contract_id, charge_id, sum(amount) AS amount FROM (
+    SELECT contract_id, charge_id, q * unit_amount AS amount
+    FROM lines WHERE model = 'per_unit'
+    UNION ALL
+    SELECT contract_id, charge_id,
+        ceil(greatest(q - free_units, 0) / package_size) * package_amount
+    FROM lines WHERE model = 'package'
+    UNION ALL
+    SELECT contract_id, charge_id,
+        CASE WHEN q > low OR tier_no = 1
+             THEN (least(q, coalesce(high, q)) - least(q, low)) * coalesce(unit_amount, 0)
+                  + coalesce(flat_amount, 0)
+             ELSE 0 END
+    FROM tiered WHERE model = 'graduated'
+    UNION ALL
+    SELECT contract_id, charge_id,
+        CASE WHEN (q > low OR (q = 0 AND tier_no = 1)) AND (high IS NULL OR q <= high)
+             THEN q * coalesce(unit_amount, 0) + coalesce(flat_amount, 0) ELSE 0 END
+    FROM tiered WHERE model = 'volume'
+)
+GROUP BY ALL
+ORDER BY ALL
+"""
+
+
+def test_rated_month_equals_an_independent_recomputation(
+    generated: Path, tmp_path: Path, dagster_home: Path
+) -> None:
+    from rating.ingest import connect
+    from rating.terms import reference_tables
+    from resources.reference import ReferenceData
+
+    root = linked_root(tmp_path / "data", generated)
+    settings = settings_for(root)
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09"]) == 0
+    rated = pl.read_parquet(settings.warehouse_dir / "billable_usage" / "2026-09.parquet")
+
+    reference = ReferenceData(root / "reference")
+    plans = reference.plans()
+    con = connect()
+    for name, table in reference_tables(plans, reference.contracts(plans)).items():
+        con.register(name, table)
+    con.register("meters", meters_table(reference.meters()))
+    files = [str(p) for p in (settings.warehouse_dir / "usage_events").glob("*.parquet")]
+    expected = pl.from_arrow(con.sql(_INDEPENDENT, params={"files": files}).to_arrow_table())
+    assert isinstance(expected, pl.DataFrame)
+    assert expected.height > 100, "the sample has many plain contracts"
+    ours = (
+        rated.filter(pl.col("kind") == "usage")
+        .join(expected.select("contract_id", "charge_id"), on=["contract_id", "charge_id"])
+        .group_by("contract_id", "charge_id")
+        .agg(pl.col("amount_precise").sum())
+        .sort("contract_id", "charge_id")
+    )
+    joined = expected.join(ours, on=["contract_id", "charge_id"], how="left")
+    different = joined.filter(
+        pl.col("amount_precise").is_null()
+        | (pl.col("amount").cast(pl.Decimal(38, 12)) != pl.col("amount_precise"))
+    )
+    assert different.height == 0, different
+    assert joined.filter(pl.col("amount_precise") > 0).height > 50, "most lines bill something"
+    assert set(joined["charge_id"]) >= {"api-calls", "storage", "active-users"}
