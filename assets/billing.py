@@ -7,6 +7,7 @@ import dagster as dg
 import polars as pl
 
 from assets.ingest import USAGE_EVENTS, check_result
+from assets.usage import DAILY_USAGE
 from checks import names
 from checks.billing import breakdown_ties
 from checks.outcome import markdown_table, validate_schema
@@ -44,7 +45,7 @@ def month_bounds(period: str) -> tuple[date, date]:
     description="Rated usage per month, contract, service segment, charge and price group.",
     group_name="billing",
     kinds={"parquet", "duckdb"},
-    deps=[USAGE_EVENTS],
+    deps=[USAGE_EVENTS, DAILY_USAGE],
     partitions_def=close_monthly_partition,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[
@@ -88,6 +89,13 @@ def billable_usage(
             f"{' …' if len(missing) > 5 else ''}; materialize usage_events for them first"
         )
     files = store.existing(USAGE_EVENTS, landed)
+    days = store.existing(DAILY_USAGE, landed)
+    if len(days) != len(landed):
+        have = {p.stem for p in days}
+        lacking = [d.isoformat() for d in landed if d.isoformat() not in have]
+        raise RuntimeError(
+            f"daily_usage missing for landing days {', '.join(lacking[:5])}: materialize it first"
+        )
     ref = reference.get()
     meters = ref.meters()
     plans = ref.plans()
@@ -95,7 +103,17 @@ def billable_usage(
     con = store.duckdb()
     try:
         terms_in_force(con, reference_tables(plans, contracts), first, last)
-        table = rate_month(con, files, rating_ingest.meters_table(meters), period, first, last)
+        # Totals from daily_usage (exact, and far fewer rows); events only for the
+        # percentage charges' per-event fees.
+        table = rate_month(
+            con,
+            files,
+            rating_ingest.meters_table(meters),
+            period,
+            first,
+            last,
+            daily_usage_files=days,
+        )
     finally:
         con.close()
     store.write({BILLABLE_USAGE: (period, table)})

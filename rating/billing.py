@@ -50,6 +50,16 @@ SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage
 WHERE false
 """
 
+_NO_DAYS = """
+CREATE OR REPLACE TEMP VIEW all_days AS
+SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage_date,
+    NULL::VARCHAR AS dims, NULL::VARCHAR AS aggregation, NULL::DECIMAL(38,12) AS quantity,
+    NULL::BIGINT AS event_count, NULL::VARCHAR[] AS distinct_values,
+    NULL::TIMESTAMPTZ AS latest_event_time, NULL::VARCHAR AS latest_source,
+    NULL::VARCHAR AS latest_event_id
+WHERE false
+"""
+
 # A charge's price group, from an event's dims: the same expression wherever an event is
 # matched to an item, so usage totals and per-event fees land on the same line.
 _PRICE_GROUP = """
@@ -88,6 +98,53 @@ SELECT contract_id, segment_start, charge_id, price_group,
     count(*) AS event_count
 FROM matched
 GROUP BY contract_id, segment_start, charge_id, price_group
+"""
+
+# The same totals from daily_usage, whose rows merge exactly: sums add, maxima take the
+# larger, LATEST keeps the value of the latest (time, source, id), UNIQUE_COUNT unions the
+# days' distinct values. Tens of thousands of daily rows stand for millions of events.
+_SEGMENT_USAGE_FROM_DAYS = """
+CREATE OR REPLACE TEMP TABLE segment_usage AS
+WITH matched AS (
+    SELECT t.contract_id, t.segment_start, t.charge_id, d.aggregation,
+        price_group(t.group_by, d.dims) AS price_group,
+        d.quantity, d.event_count, d.distinct_values,
+        d.latest_event_time, d.latest_source, d.latest_event_id
+    FROM month_days d
+    JOIN charge_terms t
+      ON t.customer_id = d.customer_id AND t.meter = d.meter
+     AND d.usage_date BETWEEN t.segment_start AND t.segment_end
+), uniques AS (
+    SELECT contract_id, segment_start, charge_id, price_group,
+        count(DISTINCT value) AS quantity
+    FROM (
+        SELECT contract_id, segment_start, charge_id, price_group,
+            unnest(distinct_values) AS value
+        FROM matched WHERE aggregation = 'UNIQUE_COUNT'
+    )
+    GROUP BY ALL
+), merged AS (
+    SELECT contract_id, segment_start, charge_id, price_group,
+        any_value(aggregation) AS aggregation,
+        sum(quantity) FILTER (WHERE aggregation IN ('SUM', 'COUNT')) AS additive,
+        max(quantity) FILTER (WHERE aggregation = 'MAX') AS peak,
+        arg_max(quantity, (latest_event_time, latest_source, latest_event_id))
+            FILTER (WHERE aggregation = 'LATEST') AS latest,
+        sum(event_count) AS event_count
+    FROM matched
+    GROUP BY ALL
+)
+SELECT m.contract_id, m.segment_start, m.charge_id, m.price_group,
+    CAST(CASE m.aggregation
+        WHEN 'SUM' THEN m.additive
+        WHEN 'COUNT' THEN m.additive
+        WHEN 'MAX' THEN m.peak
+        WHEN 'LATEST' THEN m.latest
+        WHEN 'UNIQUE_COUNT' THEN u.quantity
+    END AS DECIMAL(38,12)) AS quantity,
+    CAST(m.event_count AS BIGINT) AS event_count
+FROM merged m
+LEFT JOIN uniques u USING (contract_id, segment_start, charge_id, price_group)
 """
 
 _ITEMS = """
@@ -200,8 +257,14 @@ def billable_usage(
     period: str,
     month_start: date,
     month_end: date,
+    daily_usage_files: Sequence[Path] | None = None,
 ) -> pa.Table:
-    """Price the month's usage under ``charge_terms`` and ``term_tiers`` (see rating.terms)."""
+    """Price the month's usage under ``charge_terms`` and ``term_tiers`` (see rating.terms).
+
+    With ``daily_usage_files`` the usage totals come from daily_usage (much smaller, and
+    exact: its rows merge), and events are read only for percentage charges' per-event
+    fees; without, everything is worked out from the events.
+    """
     con.execute(_PRORATE)
     con.execute(_ITEM_ID)
     con.register("meters", meters)
@@ -221,7 +284,21 @@ def billable_usage(
         f"AND DATE '{month_end.isoformat()}'"
     )
     con.execute(_PRICE_GROUP)
-    con.execute(_SEGMENT_USAGE)
+    if daily_usage_files is None:
+        con.execute(_SEGMENT_USAGE)
+    else:
+        if daily_usage_files:
+            con.read_parquet([str(p) for p in daily_usage_files]).create_view(
+                "all_days", replace=True
+            )
+        else:
+            con.execute(_NO_DAYS)
+        con.execute(
+            "CREATE OR REPLACE TEMP VIEW month_days AS SELECT * FROM all_days "
+            f"WHERE usage_date BETWEEN DATE '{month_start.isoformat()}' "
+            f"AND DATE '{month_end.isoformat()}'"
+        )
+        con.execute(_SEGMENT_USAGE_FROM_DAYS)
     con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
     con.execute(_PRICING_INPUTS)
     con.execute(_EVENTS)

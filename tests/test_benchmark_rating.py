@@ -25,6 +25,8 @@ def test_small_month_rates_the_same_in_meterclose_and_pandas(tmp_path: Path) -> 
     )
     UsageEvents.validate(pl.read_parquet(files[0]))
 
+    daily = bench.prepare_daily(work, reference, "1GB")
+    assert daily["rows"] > 0
     ours = bench.run_meterclose(reference.parent, work, "1GB")
     theirs = bench.run_pandas(reference.parent, work)
 

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from assets.ingest import ingest_landing_day
+from assets.usage import daily_usage as daily_usage_asset
 from rating.billing import billable_usage
 from rating.ingest import connect, meters_table
 from rating.terms import reference_tables, terms_in_force
@@ -128,7 +129,11 @@ def september(land: LandFn, resources, data_dir: Path) -> pl.DataFrame:
     }
     for d, lines in landings.items():
         land(day(d), "events-00.ndjson", lines)
-        dg.materialize([ingest_landing_day], partition_key=day(d).isoformat(), resources=resources)
+        dg.materialize(
+            [ingest_landing_day, daily_usage_asset],
+            partition_key=day(d).isoformat(),
+            resources=resources,
+        )
     ref = ReferenceData(reference)
     plans = ref.plans()
     con = connect()
@@ -321,3 +326,24 @@ def test_billing_refuses_a_month_with_a_day_whose_checks_failed(
         Exception, match="landing days not ingested, or whose checks failed: 2026-09-05"
     ):
         dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+
+
+def test_rating_from_daily_usage_equals_rating_from_events(
+    september: pl.DataFrame, data_dir: Path
+) -> None:
+    """daily_usage rows merge exactly: the month rated from them is the month from events."""
+    ref = ReferenceData(data_dir / "reference")
+    plans = ref.plans()
+    con = connect()
+    terms_in_force(con, reference_tables(plans, ref.contracts(plans)), day(1), day(30))
+    warehouse = data_dir / "warehouse"
+    from_days = billable_usage(
+        con,
+        sorted((warehouse / "usage_events").glob("*.parquet")),
+        meters_table(ref.meters()),
+        "2026-09",
+        day(1),
+        day(30),
+        daily_usage_files=sorted((warehouse / "daily_usage").glob("*.parquet")),
+    )
+    assert pl.from_arrow(from_days).equals(september)
