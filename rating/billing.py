@@ -43,7 +43,6 @@ CREATE OR REPLACE TEMP MACRO item_id(contract_id, segment_start, charge_id, pric
 """
 
 _NO_EVENTS = """
-CREATE OR REPLACE TEMP VIEW all_events AS
 SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage_date,
     NULL::DECIMAL(38,12) AS quantity, NULL::VARCHAR AS unique_value, NULL::VARCHAR AS dims,
     NULL::TIMESTAMPTZ AS event_time, NULL::VARCHAR AS source, NULL::VARCHAR AS event_id
@@ -51,7 +50,6 @@ WHERE false
 """
 
 _NO_DAYS = """
-CREATE OR REPLACE TEMP VIEW all_days AS
 SELECT NULL::VARCHAR AS customer_id, NULL::VARCHAR AS meter, NULL::DATE AS usage_date,
     NULL::VARCHAR AS dims, NULL::VARCHAR AS aggregation, NULL::DECIMAL(38,12) AS quantity,
     NULL::BIGINT AS event_count, NULL::VARCHAR[] AS distinct_values,
@@ -156,14 +154,15 @@ WITH groups AS (
         coalesce(u.event_count, 0) AS event_count
     FROM charge_terms t
     LEFT JOIN segment_usage u USING (contract_id, segment_start, charge_id)
+), prorated AS (
+    SELECT *,
+        item_id(contract_id, segment_start, charge_id, price_group) AS item_id,
+        prorate(included_units, segment_days, $month_days) AS included,
+        prorate(minimum_amount, segment_days, $month_days) AS minimum
+    FROM groups
 )
-SELECT *,
-    item_id(contract_id, segment_start, charge_id, price_group) AS item_id,
-    prorate(included_units, segment_days, $month_days) AS included,
-    prorate(minimum_amount, segment_days, $month_days) AS minimum,
-    CAST(greatest(quantity - prorate(included_units, segment_days, $month_days), 0)
-         AS DECIMAL(38,12)) AS billable_quantity
-FROM groups
+SELECT *, CAST(greatest(quantity - included, 0) AS DECIMAL(38,12)) AS billable_quantity
+FROM prorated
 """
 
 _PRICING_INPUTS = """
@@ -250,6 +249,29 @@ ORDER BY contract_id, charge_id, kind DESC, segment_start, price_group
 """
 
 
+def _month_view(
+    con: duckdb.DuckDBPyConnection,
+    name: str,
+    files: Sequence[Path],
+    empty: str,
+    month_start: date,
+    month_end: date,
+) -> None:
+    """View ``name``: the month's rows of some Parquet files, or of none (``empty``, a
+    typed empty SELECT). A view, not a copy: the rows are read where they lie. A view takes
+    no bound parameters; the bounds are date objects written as ISO dates."""
+    source = f"{name}_source"
+    if files:
+        con.read_parquet([str(p) for p in files]).create_view(source, replace=True)
+    else:
+        con.execute(f"CREATE OR REPLACE TEMP VIEW {source} AS {empty}")
+    con.execute(
+        f"CREATE OR REPLACE TEMP VIEW {name} AS SELECT * FROM {source} "
+        f"WHERE usage_date BETWEEN DATE '{month_start.isoformat()}' "
+        f"AND DATE '{month_end.isoformat()}'"
+    )
+
+
 def billable_usage(
     con: duckdb.DuckDBPyConnection,
     usage_event_files: Sequence[Path],
@@ -268,36 +290,13 @@ def billable_usage(
     con.execute(_PRORATE)
     con.execute(_ITEM_ID)
     con.register("meters", meters)
-    if usage_event_files:
-        con.read_parquet([str(p) for p in usage_event_files]).create_view(
-            "all_events", replace=True
-        )
-    else:
-        # A month with contracts but nothing landed still bills their fees and minimums.
-        con.execute(_NO_EVENTS)
-    # A view, not a copy: the month's events are read where they lie, twice at most. A
-    # view takes no bound parameters; the bounds are date objects written as ISO dates.
-    con.execute(
-        "CREATE OR REPLACE TEMP VIEW month_events AS SELECT customer_id, meter, usage_date, "
-        "quantity, unique_value, dims, event_time, source, event_id FROM all_events "
-        f"WHERE usage_date BETWEEN DATE '{month_start.isoformat()}' "
-        f"AND DATE '{month_end.isoformat()}'"
-    )
+    # A month with contracts but nothing landed still bills their fees and minimums.
+    _month_view(con, "month_events", usage_event_files, _NO_EVENTS, month_start, month_end)
     con.execute(_PRICE_GROUP)
     if daily_usage_files is None:
         con.execute(_SEGMENT_USAGE)
     else:
-        if daily_usage_files:
-            con.read_parquet([str(p) for p in daily_usage_files]).create_view(
-                "all_days", replace=True
-            )
-        else:
-            con.execute(_NO_DAYS)
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW month_days AS SELECT * FROM all_days "
-            f"WHERE usage_date BETWEEN DATE '{month_start.isoformat()}' "
-            f"AND DATE '{month_end.isoformat()}'"
-        )
+        _month_view(con, "month_days", daily_usage_files, _NO_DAYS, month_start, month_end)
         con.execute(_SEGMENT_USAGE_FROM_DAYS)
     con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
     con.execute(_PRICING_INPUTS)
