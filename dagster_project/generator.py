@@ -905,7 +905,11 @@ class _Reference:
                 n_prepaid += 1
                 k["prepaid_credit"] = {"amount": _money("5000", cur), "expires_on": exp}
             elif role == "commit":
-                k["minimum_commitment"] = {"amount": _money("2500", cur), "interval": "month"}
+                k["minimum_commitment"] = {
+                    "amount": _money("2500", cur),
+                    "interval": "month",
+                    "product_id": "platform",
+                }
             elif role == "addon":
                 end = self.last_day + int(rng.integers(100, 300))
                 k["end_date"] = end
@@ -917,6 +921,7 @@ class _Reference:
                         "start_date": self._rand_mid_month(5, 25),
                         "end_date": end,
                         "billing_alignment": k["billing_alignment"],
+                        "co_term_with": k["contract_id"],
                         "amendments": [],
                     }
                 )
@@ -940,6 +945,7 @@ class _Reference:
                     "period": months[int(rng.integers(len(months)))],
                     "amount": _money(str(int(rng.choice([50, 100, 150, 250]))), cur),
                     "currency": cur,
+                    "product_id": "api",
                     "reason": "SLA breach: monthly API availability below 99.9%",
                 }
             )
@@ -1037,6 +1043,8 @@ class _Reference:
                 "end_date": None if k["end_date"] is None else _d(k["end_date"]),
                 "billing_alignment": k["billing_alignment"],
             }
+            if "co_term_with" in k:
+                o["co_term_with"] = k["co_term_with"]
             if "prepaid_credit" in k:
                 p = k["prepaid_credit"]
                 o["prepaid_credit"] = {"amount": p["amount"], "expires_on": _d(p["expires_on"])}
@@ -1053,7 +1061,7 @@ class _Reference:
         _write_yaml(ref / "contracts.yaml", {"contracts": out})
         _write_csv(
             ref / "credits.csv",
-            ["credit_id", "contract_id", "period", "amount", "currency", "reason"],
+            ["credit_id", "contract_id", "period", "amount", "currency", "product_id", "reason"],
             self.credits,
         )
         _write_yaml(

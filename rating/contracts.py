@@ -8,7 +8,7 @@ first day without service. Amendments take effect on their ``effective_date``.
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
@@ -53,6 +53,17 @@ class Contract:
     prepaid_credit: Decimal | None = None
     prepaid_expires_on: date | None = None
     minimum_commitment: Decimal | None = None
+    commitment_product_id: str | None = None
+    # Co-terming: an added subscription whose periods run from another contract's
+    # anniversary (its start day), so both renew together.
+    co_term_with: str | None = None
+    anniversary: date | None = None
+
+    @property
+    def cancelled_from(self) -> date | None:
+        """The first day without service by a cancellation, if there is one."""
+        days = [a.effective_date for a in self.amendments if a.type == "cancellation"]
+        return min(days) if days else None
 
     @property
     def last_day(self) -> date | None:
@@ -166,8 +177,11 @@ def parse_contracts(
     origin: str,
     plans: Mapping[str, Plan],
     customers: Mapping[str, str],
+    products: Iterable[str] | None = None,
 ) -> dict[str, Contract]:
-    """Validate contracts against plans and customers (customer id → billing currency)."""
+    """Validate contracts against plans, customers (customer id → billing currency) and,
+    when given, the product ids a commitment's true-up may book to."""
+    known_products = set(products) if products is not None else None
     contracts: dict[str, Contract] = {}
     for index, record in enumerate(records):
         contract_id = record.get("contract_id")
@@ -270,6 +284,23 @@ def parse_contracts(
                 commitment.get("interval"),
                 "minimum commitments are monthly",
             )
+        commitment_product = None
+        if commitment:
+            commitment_product = commitment.get("product_id")
+            if not isinstance(commitment_product, str) or (
+                known_products is not None and commitment_product not in known_products
+            ):
+                raise ReferenceDataError(
+                    origin,
+                    f"{where}.minimum_commitment.product_id",
+                    commitment_product,
+                    "the product its true-up books to, one of products.csv",
+                )
+        co_term = record.get("co_term_with")
+        if co_term is not None and not isinstance(co_term, str):
+            raise ReferenceDataError(
+                origin, f"{where}.co_term_with", co_term, "expected a contract id"
+            )
         contracts[contract_id] = Contract(
             contract_id=contract_id,
             customer_id=str(customer_id),
@@ -284,7 +315,12 @@ def parse_contracts(
                 else None
             ),
             prepaid_expires_on=(
-                _date(origin, f"{where}.prepaid_credit.expires_on", credit.get("expires_on"))
+                _date(
+                    origin,
+                    f"{where}.prepaid_credit.expires_on",
+                    credit.get("expires_on"),
+                    optional=True,
+                )
                 if credit
                 else None
             ),
@@ -293,9 +329,35 @@ def parse_contracts(
                 if commitment
                 else None
             ),
+            commitment_product_id=commitment_product,
+            co_term_with=co_term,
         )
+    contracts = _co_term(origin, contracts)
     _refuse_overlaps(origin, contracts, plans)
     return contracts
+
+
+def _co_term(origin: str, contracts: Mapping[str, Contract]) -> dict[str, Contract]:
+    """Resolve each contract's anniversary: its own start day, or, co-termed, the start day
+    of the contract it is co-termed with (of the same customer, not itself co-termed)."""
+    resolved: dict[str, Contract] = {}
+    for contract_id, contract in contracts.items():
+        anniversary = contract.start_date
+        if contract.co_term_with is not None:
+            key = f"contract {contract_id}.co_term_with"
+            parent = contracts.get(contract.co_term_with)
+            if parent is None:
+                raise ReferenceDataError(origin, key, contract.co_term_with, "unknown contract")
+            if parent.customer_id != contract.customer_id or parent.co_term_with is not None:
+                raise ReferenceDataError(
+                    origin,
+                    key,
+                    contract.co_term_with,
+                    f"a contract of customer {contract.customer_id} that is not co-termed itself",
+                )
+            anniversary = parent.start_date
+        resolved[contract_id] = replace(contract, anniversary=anniversary)
+    return resolved
 
 
 def _refuse_overlaps(

@@ -11,10 +11,12 @@ from typing import Any
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 
 from rating.contracts import Contract, parse_contracts
+from rating.credits import parse_credits
 from rating.errors import ReferenceDataError
 from rating.meters import Meter, parse_meters
 from rating.plans import Plan, parse_plans
@@ -168,6 +170,27 @@ class ReferenceData:
             origin,
             plans if plans is not None else self.plans(),
             dict(zip(customers["customer_id"], customers["currency"], strict=True)),
+            self.products()["product_id"].to_list(),
+        )
+
+    def credits(
+        self, contracts: dict[str, Contract] | None = None, plans: dict[str, Plan] | None = None
+    ) -> pa.Table:
+        """credits.csv (or a ``credits`` table): credits granted per contract and month.
+        Optional: without the file there are no credits."""
+        plans = plans if plans is not None else self.plans()
+        contracts = contracts if contracts is not None else self.contracts(plans)
+        if self.url:
+            origin = self._origin("credits")
+            records = self._sql_rows("credits")
+        else:
+            path = self.directory / "credits.csv"
+            origin = str(path)
+            if not path.exists():
+                return parse_credits([], origin, contracts, plans, [])
+            records = pl.read_csv(path, infer_schema=False).to_dicts()
+        return parse_credits(
+            records, origin, contracts, plans, self.products()["product_id"].to_list()
         )
 
     # A subscription platform's export is flat: plans, plan_charges and plan_tiers;
@@ -225,6 +248,8 @@ class ReferenceData:
                 for k in ("contract_id", "customer_id", "plan_id", "start_date", "end_date")
             }
             record["billing_alignment"] = row.get("billing_alignment", "calendar")
+            if "co_term_with" in row:
+                record["co_term_with"] = row["co_term_with"]
             if "prepaid_credit_amount" in row:
                 record["prepaid_credit"] = {
                     "amount": row["prepaid_credit_amount"],
@@ -234,6 +259,7 @@ class ReferenceData:
                 record["minimum_commitment"] = {
                     "amount": row["minimum_commitment_amount"],
                     "interval": row.get("minimum_commitment_interval", "month"),
+                    "product_id": row.get("minimum_commitment_product_id"),
                 }
             record["amendments"] = amendments.get(str(record["contract_id"]), [])
             contracts.append(record)

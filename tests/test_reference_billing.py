@@ -6,6 +6,7 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+import polars as pl
 import pytest
 import yaml
 
@@ -323,6 +324,8 @@ def test_plans_and_contracts_from_a_sql_export_equal_the_files(tmp_path: Path) -
         if "minimum_commitment" in c:
             row["minimum_commitment_amount"] = c["minimum_commitment"]["amount"]
             row["minimum_commitment_interval"] = c["minimum_commitment"]["interval"]
+            row["minimum_commitment_product_id"] = c["minimum_commitment"]["product_id"]
+        row["co_term_with"] = c.get("co_term_with")
         tables["contracts"].append(row)
         for seq, a in enumerate(c["amendments"], start=1):
             amendment = {k: v for k, v in a.items() if k != "tiers"}
@@ -345,6 +348,7 @@ def test_plans_and_contracts_from_a_sql_export_equal_the_files(tmp_path: Path) -
     ]
     tables["customers"] = files.customers().to_dicts()
     tables["products"] = files.products().to_dicts()
+    tables["credits"] = pl.read_csv(shipped / "credits.csv", infer_schema=False).to_dicts()
     url = f"sqlite:///{tmp_path / 'platform.db'}"
     engine = sa.create_engine(url)
     metadata = sa.MetaData()
@@ -362,3 +366,4 @@ def test_plans_and_contracts_from_a_sql_export_equal_the_files(tmp_path: Path) -
     plans = sql.plans()
     assert plans == files.plans()
     assert sql.contracts(plans) == files.contracts(plans)
+    assert sql.credits().equals(files.credits())
