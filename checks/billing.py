@@ -10,7 +10,7 @@ from checks.outcome import CheckOutcome, markdown_table
 from rating.currency import MINOR_UNITS
 
 # Half a minor unit per currency: the most that rounding once may move an amount.
-_HALF_UNIT = pl.DataFrame(
+HALF_UNIT = pl.DataFrame(
     {
         "currency": list(MINOR_UNITS),
         "half_unit": [Decimal(5) / Decimal(10) ** (m + 1) for m in MINOR_UNITS.values()],
@@ -24,7 +24,7 @@ def breakdown_ties(billable: pl.DataFrame) -> CheckOutcome:
     rounded to the currency's minor unit (never more than half a unit away)."""
     usage = (
         billable.filter(pl.col("kind") == "usage")
-        .join(_HALF_UNIT, on="currency", how="left")
+        .join(HALF_UNIT, on="currency", how="left")
         .with_columns(
             breakdown_sum=pl.col("breakdown")
             .list.eval(pl.element().struct.field("amount"))

@@ -177,3 +177,96 @@ class BillableUsage(pa.DataFrameModel):
                 == pl.col("segment_days")
             )
         )
+
+
+INVOICE_KINDS = [
+    "usage",
+    "minimum_true_up",
+    "commitment_true_up",
+    "recurring",
+    "recurring_adjustment",
+    "credit",
+    "prepaid_drawdown",
+]
+
+
+class InvoiceLines(pa.DataFrameModel):
+    """One invoice (or credit memo) line."""
+
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    invoice_date: pl.Date
+    document_type: str = pa.Field(isin=["invoice", "credit_memo"])
+    invoice_id: str = pa.Field(str_matches=r"^(INV-.+-\d{8}-[UR]|CM-.+)$")
+    line_id: str
+    entity_id: str
+    customer_id: str
+    contract_id: str
+    plan_id: str
+    charge_id: str = pa.Field(nullable=True)
+    product_id: str = pa.Field(nullable=True)
+    kind: str = pa.Field(isin=INVOICE_KINDS)
+    service_start: pl.Date
+    service_end: pl.Date
+    quantity: QUANTITY  # type: ignore[valid-type]
+    currency: str = pa.Field(str_length={"min_value": 3, "max_value": 3})
+    amount_precise: QUANTITY  # type: ignore[valid-type]
+    amount: QUANTITY  # type: ignore[valid-type]
+    prepaid_applied: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    source_ref: str
+    description: str
+
+    class Config:
+        strict = True
+        unique = ["line_id"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def line_id_within_invoice(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """A line's id starts with its invoice's id: ids are stable external keys."""
+        return data.lazyframe.select(
+            pl.col("line_id").str.starts_with(pl.col("invoice_id") + "-")
+            & (pl.col("service_start") <= pl.col("service_end"))
+        )
+
+    @pa.dataframe_check
+    @classmethod
+    def signs_by_kind(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Charges are not negative, credits and drawdowns not positive; only recurring
+        adjustments (a downgrade, a cancellation) may go either way; only lines that
+        carry revenue (a product) are paid from a prepaid balance."""
+        kind = pl.col("kind")
+        return data.lazyframe.select(
+            pl.when(kind.is_in(["credit", "prepaid_drawdown"]))
+            .then(pl.col("amount") <= 0)
+            .when(kind == "recurring_adjustment")
+            .then(pl.lit(True))
+            .otherwise(pl.col("amount") >= 0)
+            & ((pl.col("prepaid_applied") == 0) | pl.col("product_id").is_not_null())
+            & (pl.col("prepaid_applied") <= pl.col("amount").abs())
+        )
+
+
+class PrepaidBalances(pa.DataFrameModel):
+    """A contract's prepaid credit balance over a month: opening − drawn − expired = closing."""
+
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    contract_id: str
+    customer_id: str
+    entity_id: str
+    currency: str
+    expires_on: pl.Date = pa.Field(nullable=True)
+    opening: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    drawn: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    expired: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    closing: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ["contract_id"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def rolls_forward(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            pl.col("opening") - pl.col("drawn") - pl.col("expired") == pl.col("closing")
+        )

@@ -159,7 +159,8 @@ def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
 
 
 def run_billing(settings: Settings, periods: Sequence[str]) -> None:
-    """Materialise billable_usage for each month, in process, through the billing job."""
+    """Materialise billable_usage and invoice_lines for each month, in order (prepaid
+    balances carry from one month to the next), in process, through the billing job."""
     for period in periods:
         _execute(settings, "billing_job", f"rating {period}", partition_key=f"{period}-01")
 
@@ -237,6 +238,54 @@ def _print_billing(settings: Settings, periods: Sequence[str]) -> None:
                 f"{row['minimums']:,.{_places(row['currency'])}f}",
             )
     Console().print(table)
+    _print_invoices(settings, periods)
+
+
+def _print_invoices(settings: Settings, periods: Sequence[str]) -> None:
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Invoices and credit memos (invoice_lines)")
+    columns = ("period", "currency", "invoices", "credit memos", "usage", "recurring fees")
+    for column in (*columns, "true-ups", "credits", "prepaid drawn", "total due"):
+        table.add_column(column, justify="right")
+    kind = pl.col("kind")
+    for period in periods:
+        frame = pl.read_parquet(settings.warehouse_dir / "invoice_lines" / f"{period}.parquet")
+        summary = (
+            frame.group_by("currency")
+            .agg(
+                invoices=pl.col("invoice_id")
+                .filter(pl.col("document_type") == "invoice")
+                .n_unique(),
+                memos=pl.col("invoice_id")
+                .filter(pl.col("document_type") == "credit_memo")
+                .n_unique(),
+                usage=pl.col("amount").filter(kind == "usage").sum(),
+                fees=pl.col("amount").filter(kind.str.starts_with("recurring")).sum(),
+                true_ups=pl.col("amount").filter(kind.str.ends_with("true_up")).sum(),
+                credits=pl.col("amount").filter(kind == "credit").sum(),
+                prepaid=pl.col("amount").filter(kind == "prepaid_drawdown").sum(),
+                total=pl.col("amount").sum(),
+            )
+            .sort("currency")
+        )
+        for row in summary.iter_rows(named=True):
+            places = _places(row["currency"])
+            table.add_row(
+                period,
+                row["currency"],
+                str(row["invoices"]),
+                str(row["memos"]),
+                *(
+                    f"{row[k]:,.{places}f}"
+                    for k in ("usage", "fees", "true_ups", "credits", "prepaid", "total")
+                ),
+            )
+    # Ten money columns do not fit 80 characters; a narrower terminal wraps lines instead
+    # of cutting every figure short.
+    Console(width=max(Console().width, 132)).print(table)
 
 
 def _places(currency: str) -> int:
@@ -277,8 +326,8 @@ def cmd_close(args: argparse.Namespace) -> int:
     _print_billing(settings, [args.period])
     _refresh_views(settings)
     _say(
-        "invoicing, revenue, journals and the month-end lock are not built yet: "
-        f"{args.period}'s usage is rated in billable_usage"
+        "revenue, journals and the month-end lock are not built yet: "
+        f"{args.period} is rated in billable_usage and invoiced in invoice_lines"
     )
     return 0
 

@@ -4,6 +4,7 @@ import dagster as dg
 
 from assets.billing import billable_usage
 from assets.ingest import ingest_landing_day
+from assets.invoice import invoice_lines
 from assets.usage import daily_usage
 from dagster_project.jobs import billing_job, ingest_job
 from dagster_project.resources import build_resources
@@ -15,7 +16,7 @@ from dagster_project.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The same definitions for `dagster dev` and the CLI; only the settings differ."""
     return dg.Definitions(
-        assets=[ingest_landing_day, daily_usage, billable_usage],
+        assets=[ingest_landing_day, daily_usage, billable_usage, invoice_lines],
         jobs=[ingest_job, billing_job],
         schedules=[nightly_ingest_schedule],
         sensors=[landing_files_sensor, stale_dedup_window_sensor],

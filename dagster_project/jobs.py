@@ -17,5 +17,8 @@ billing_job = dg.define_asset_job(
     "billing_job",
     selection=dg.AssetSelection.groups("billing"),
     partitions_def=close_monthly_partition,
-    description="Rate a month's usage under the contract terms in force (billable_usage).",
+    description=(
+        "Rate a month's usage under the contract terms in force (billable_usage) and issue "
+        "its invoices and credit memos (invoice_lines, prepaid_balances)."
+    ),
 )

@@ -30,6 +30,19 @@ def reference_tables(
     """Plans and contracts as flat tables: the only per-record Python, at load time."""
     usage_rows = []
     tier_rows = []
+    recurring_rows = [
+        {
+            "plan_id": plan.plan_id,
+            "currency": plan.currency,
+            "charge_id": charge.charge_id,
+            "product_id": charge.product_id,
+            "amount": charge.amount,
+            "interval": charge.interval,
+            "quantity": charge.quantity,
+        }
+        for plan in plans.values()
+        for charge in plan.recurring
+    ]
     for plan in plans.values():
         for charge in plan.usage:
             usage_rows.append(
@@ -71,6 +84,13 @@ def reference_tables(
                 "start_date": c.start_date,
                 "last_day": c.last_day,
                 "billing_alignment": c.billing_alignment,
+                "end_date": c.end_date,
+                "cancelled_from": c.cancelled_from,
+                "anniversary": c.anniversary or c.start_date,
+                "prepaid_credit": c.prepaid_credit,
+                "prepaid_expires_on": c.prepaid_expires_on,
+                "minimum_commitment": c.minimum_commitment,
+                "commitment_product_id": c.commitment_product_id,
             }
         )
         for a in c.amendments:
@@ -81,6 +101,8 @@ def reference_tables(
                         "effective_date": a.effective_date,
                         "type": a.type,
                         "plan_id": a.plan_id,
+                        "charge_id": a.charge_id,
+                        "quantity": a.quantity,
                     }
                 )
             if a.type == "price_override":
@@ -142,6 +164,20 @@ def reference_tables(
                 + [(p, DECIMAL) for p in PRICE_PARAMETERS]
             ),
         ),
+        "plan_recurring": pa.Table.from_pylist(
+            recurring_rows,
+            schema=pa.schema(
+                [
+                    ("plan_id", pa.string()),
+                    ("currency", pa.string()),
+                    ("charge_id", pa.string()),
+                    ("product_id", pa.string()),
+                    ("amount", DECIMAL),
+                    ("interval", pa.string()),
+                    ("quantity", DECIMAL),
+                ]
+            ),
+        ),
         "plan_tiers": pa.Table.from_pylist(
             tier_rows,
             schema=pa.schema(
@@ -158,6 +194,13 @@ def reference_tables(
                     ("start_date", pa.date32()),
                     ("last_day", pa.date32()),
                     ("billing_alignment", pa.string()),
+                    ("end_date", pa.date32()),
+                    ("cancelled_from", pa.date32()),
+                    ("anniversary", pa.date32()),
+                    ("prepaid_credit", DECIMAL),
+                    ("prepaid_expires_on", pa.date32()),
+                    ("minimum_commitment", DECIMAL),
+                    ("commitment_product_id", pa.string()),
                 ]
             ),
         ),
@@ -169,6 +212,8 @@ def reference_tables(
                     ("effective_date", pa.date32()),
                     ("type", pa.string()),
                     ("plan_id", pa.string()),
+                    ("charge_id", pa.string()),
+                    ("quantity", DECIMAL),
                 ]
             ),
         ),

@@ -19,6 +19,8 @@ def test_assets_and_blocking_checks() -> None:
         "duplicate_events",
         "daily_usage",
         "billable_usage",
+        "invoice_lines",
+        "prepaid_balances",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -30,6 +32,10 @@ def test_assets_and_blocking_checks() -> None:
         ("daily_usage", names.DAILY_USAGE_TIES_TO_EVENTS),
         ("billable_usage", names.BILLABLE_USAGE_SCHEMA),
         ("billable_usage", names.BILLABLE_USAGE_BREAKDOWN_TIES),
+        ("invoice_lines", names.INVOICE_LINES_SCHEMA),
+        ("invoice_lines", names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE),
+        ("prepaid_balances", names.PREPAID_BALANCES_SCHEMA),
+        ("prepaid_balances", names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
@@ -37,7 +43,10 @@ def test_assets_and_blocking_checks() -> None:
 
 def test_jobs_schedules_and_sensors() -> None:
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
-    assert defs.resolve_job_def("billing_job").partitions_def is not None
+    billing = defs.resolve_job_def("billing_job")
+    assert billing.partitions_def is not None
+    # Invoicing runs after rating, in the same run, gated by its blocking checks.
+    assert {"billable_usage", "invoice_lines"} <= {n.name for n in billing.graph.nodes}
     schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "ingest_job"

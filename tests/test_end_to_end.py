@@ -147,8 +147,23 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert "8,124 = 8,000 accepted + 80 duplicates + 44 quarantined (balanced)" in out
     assert "8124 manifest lines, every one placed as expected" in out
     assert "Rated usage (billable_usage)" in out
+    assert "Invoices and credit memos (invoice_lines)" in out
     rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
     assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
+    invoiced = pl.read_parquet(root / "warehouse" / "invoice_lines" / "*.parquet")
+    assert (
+        invoiced.filter(pl.col("kind") == "usage").height
+        == rated.filter(pl.col("kind") == "usage").height
+    )
+    assert set(invoiced["kind"]) == {
+        "usage",
+        "minimum_true_up",
+        "commitment_true_up",
+        "recurring",
+        "recurring_adjustment",
+        "credit",
+        "prepaid_drawdown",
+    }
     assert (root / "warehouse" / "meterclose.duckdb").exists()
     assert load_settings(root).data_dir == root.resolve()
 
@@ -274,3 +289,89 @@ def test_rated_month_equals_an_independent_recomputation(
     assert different.height == 0, different
     assert joined.filter(pl.col("amount_precise") > 0).height > 50, "most lines bill something"
     assert set(joined["charge_id"]) >= {"api-calls", "storage", "active-users"}
+
+
+# Invoices of contracts with nothing unusual in September — calendar billing, started
+# before it, no end date, no amendment, no prepaid credit, commitment or co-terming —
+# recomputed plainly: the recurring invoice of September 1st is each monthly fee × its
+# quantity, plus each yearly fee whose anniversary falls in September (on an invoice of
+# that day); the usage invoice
+# of October 1st is the independently priced usage lines above, each rounded half-even.
+_PLAIN_FEES = """
+WITH plain AS (
+    SELECT * FROM contracts
+    WHERE start_date < DATE '2026-09-01' AND billing_alignment = 'calendar'
+      AND end_date IS NULL AND prepaid_credit IS NULL AND minimum_commitment IS NULL
+      AND anniversary = start_date
+      AND contract_id NOT IN (SELECT contract_id FROM term_changes)
+      AND contract_id NOT IN (SELECT contract_id FROM price_overrides)
+      AND contract_id NOT IN (SELECT contract_id FROM contracts WHERE cancelled_from IS NOT NULL)
+)
+SELECT p.contract_id, sum(r.amount * r.quantity) AS fees
+FROM plain p JOIN plan_recurring r USING (plan_id)
+WHERE r.interval = 'month' OR month(p.start_date) = 9
+GROUP BY ALL
+ORDER BY ALL
+"""
+
+
+def test_invoice_totals_equal_an_independent_recomputation(
+    generated: Path, tmp_path: Path, dagster_home: Path
+) -> None:
+    from decimal import ROUND_HALF_EVEN, Decimal
+
+    from rating.currency import minor_units
+    from rating.ingest import connect
+    from rating.terms import reference_tables
+    from resources.reference import ReferenceData
+
+    root = linked_root(tmp_path / "data", generated)
+    settings = settings_for(root)
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09"]) == 0
+    invoices = (
+        pl.read_parquet(settings.warehouse_dir / "invoice_lines" / "2026-09.parquet")
+        .group_by("invoice_id", "contract_id", "currency")
+        .agg(total=pl.col("amount").sum())
+    )
+    reference = ReferenceData(root / "reference")
+    plans = reference.plans()
+    con = connect()
+    for name, table in reference_tables(plans, reference.contracts(plans)).items():
+        con.register(name, table)
+    con.register("meters", meters_table(reference.meters()))
+    fees = con.sql(_PLAIN_FEES).fetchall()
+    assert len(fees) > 50, "the sample has many plain contracts"
+    totals = {(row["invoice_id"]): row["total"] for row in invoices.iter_rows(named=True)}
+    # Monthly fees on September 1st's invoice, a yearly fee on its anniversary's.
+    fee_invoices = (
+        invoices.filter(pl.col("invoice_id").str.ends_with("-R"))
+        .group_by("contract_id")
+        .agg(pl.col("total").sum())
+    )
+    billed = dict(fee_invoices.iter_rows())
+    for contract_id, expected in fees:
+        assert billed.get(contract_id) == expected, contract_id
+
+    # Usage invoices of plain contracts whose every usage charge the plain SQL prices.
+    files = [str(p) for p in (settings.warehouse_dir / "usage_events").glob("*.parquet")]
+    priced = con.sql(_INDEPENDENT, params={"files": files}).fetchall()
+    charges = con.sql(
+        "SELECT plan_id, count(*) FROM plan_usage WHERE len(group_by) = 0 "
+        "AND model IN ('per_unit', 'package', 'graduated', 'volume') "
+        "AND minimum_amount = 0 GROUP BY ALL"
+    ).fetchall()
+    all_charges = dict(con.sql("SELECT plan_id, count(*) FROM plan_usage GROUP BY ALL").fetchall())
+    simple_plans = {plan for plan, n in charges if n == all_charges[plan]}
+    plan_of = dict(con.sql("SELECT contract_id, plan_id FROM contracts").fetchall())
+    currency_of = dict(con.sql("SELECT plan_id, currency FROM plan_usage").fetchall())
+    plain = {c for c, _ in fees if plan_of[c] in simple_plans}
+    assert len(plain) > 20, "the sample has many contracts on simple plans"
+    expected_usage: dict[str, Decimal] = {}
+    for contract_id, _, amount in priced:
+        if contract_id in plain:
+            unit = Decimal(1).scaleb(-minor_units(currency_of[plan_of[contract_id]]))
+            rounded = Decimal(amount).quantize(unit, rounding=ROUND_HALF_EVEN)
+            expected_usage[contract_id] = expected_usage.get(contract_id, Decimal(0)) + rounded
+    assert set(expected_usage) == plain
+    for contract_id, expected in expected_usage.items():
+        assert totals[f"INV-{contract_id}-20261001-U"] == expected, contract_id

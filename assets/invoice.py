@@ -1,0 +1,205 @@
+"""Invoicing: a month's invoices and credit memos (invoice_lines), and the prepaid credit
+balances they draw on (prepaid_balances)."""
+
+from collections.abc import Iterator
+from datetime import date, timedelta
+
+import dagster as dg
+import polars as pl
+import pyarrow.parquet as pq
+
+from assets.billing import BILLABLE_USAGE, month_bounds
+from assets.ingest import check_result
+from checks import names
+from checks.invoice import invoice_ties_to_billable_usage, prepaid_ties
+from checks.outcome import markdown_table, validate_schema
+from checks.schemas import InvoiceLines, PrepaidBalances
+from dagster_project.partitions import close_monthly_partition
+from rating.invoice import invoice_lines as issue_invoices
+from rating.terms import reference_tables, terms_in_force
+from resources.reference import ReferenceDataResource
+from resources.warehouse import Warehouse, WarehouseResource
+
+INVOICE_LINES = "invoice_lines"
+PREPAID_BALANCES = "prepaid_balances"
+
+
+def previous_period(period: str) -> str:
+    return (date.fromisoformat(f"{period}-01") - timedelta(days=1)).strftime("%Y-%m")
+
+
+def previous_balances(store: Warehouse, period: str) -> pl.DataFrame | None:
+    """Last month's prepaid balances; None when no month has been invoiced before this one
+    (the balances granted in contracts.yaml are the opening ones). A gap is refused: a
+    balance carried over a month never closed would be wrong."""
+    before = previous_period(period)
+    path = store.partition_path(PREPAID_BALANCES, before)
+    if path.exists():
+        frame = pl.read_parquet(path)
+        return frame
+    earlier = [p for p in store.partitions(PREPAID_BALANCES) if p < before]
+    if earlier:
+        raise RuntimeError(
+            f"prepaid_balances for {before} is missing, but {earlier[-1]} exists: "
+            f"materialize invoice_lines for {before} first (balances carry month to month)"
+        )
+    return None
+
+
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            INVOICE_LINES,
+            description="Invoice and credit memo lines per month, with deterministic ids.",
+            group_name="billing",
+            kinds={"parquet", "duckdb"},
+            deps=[BILLABLE_USAGE],
+        ),
+        dg.AssetSpec(
+            PREPAID_BALANCES,
+            description="Prepaid credit per contract and month: opening, drawn, expired, closing.",
+            group_name="billing",
+            kinds={"parquet"},
+            deps=[
+                BILLABLE_USAGE,
+                dg.AssetDep(
+                    PREPAID_BALANCES,
+                    partition_mapping=dg.TimeWindowPartitionMapping(
+                        start_offset=-1, end_offset=-1, allow_nonexistent_upstream_partitions=True
+                    ),
+                ),
+            ],
+        ),
+    ],
+    partitions_def=close_monthly_partition,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
+    check_specs=[
+        dg.AssetCheckSpec(
+            names.INVOICE_LINES_SCHEMA,
+            asset=INVOICE_LINES,
+            blocking=True,
+            description="Columns, unique line ids inside their invoices, signs by kind.",
+        ),
+        dg.AssetCheckSpec(
+            names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE,
+            asset=INVOICE_LINES,
+            blocking=True,
+            description="Every rated line invoiced at its amount; every line rounded once.",
+        ),
+        dg.AssetCheckSpec(
+            names.PREPAID_BALANCES_SCHEMA,
+            asset=PREPAID_BALANCES,
+            blocking=True,
+            description="Opening − drawn − expired = closing, never below zero.",
+        ),
+        dg.AssetCheckSpec(
+            names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS,
+            asset=PREPAID_BALANCES,
+            blocking=True,
+            description="What a balance lost is what its invoices' drawdown lines took.",
+        ),
+    ],
+)
+def invoice_lines(
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    reference: ReferenceDataResource,
+) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    period = context.partition_key[:7]
+    first, last = month_bounds(period)
+    store = warehouse.get()
+    billable_path = store.partition_path(BILLABLE_USAGE, period)
+    if not billable_path.exists():
+        raise RuntimeError(f"billable_usage for {period} is missing: materialize it first")
+    billable = pq.read_table(billable_path)
+    previous = previous_balances(store, period)
+    ref = reference.get()
+    plans = ref.plans()
+    contracts = ref.contracts(plans)
+    customers = ref.customers().select("customer_id", "entity_id", "currency").to_arrow()
+    credits = ref.credits(contracts, plans)
+    con = store.duckdb()
+    try:
+        terms_in_force(con, reference_tables(plans, contracts), first, last)
+        lines, balances = issue_invoices(
+            con,
+            billable,
+            customers,
+            credits,
+            previous.to_arrow() if previous is not None else None,
+            period,
+            first,
+            last,
+        )
+    finally:
+        con.close()
+    store.write({INVOICE_LINES: (period, lines), PREPAID_BALANCES: (period, balances)})
+    frame = pl.from_arrow(lines)
+    prepaid = pl.from_arrow(balances)
+    rated = pl.from_arrow(billable)
+    assert isinstance(frame, pl.DataFrame)
+    assert isinstance(prepaid, pl.DataFrame)
+    assert isinstance(rated, pl.DataFrame)
+    invoices = frame.group_by("document_type", "invoice_id", "currency").agg(
+        total=pl.col("amount").sum()
+    )
+    totals = (
+        invoices.group_by("currency", "document_type")
+        .agg(documents=pl.len(), total=pl.col("total").sum())
+        .sort("currency", "document_type")
+    )
+    by_kind = (
+        frame.group_by("currency", "kind")
+        .agg(lines=pl.len(), amount=pl.col("amount").sum())
+        .sort("currency", "kind")
+    )
+    context.log.info(
+        f"invoiced {period}: {invoices.height} documents, {frame.height} lines, "
+        f"{prepaid.height} prepaid balances"
+    )
+    yield dg.MaterializeResult(
+        asset_key=INVOICE_LINES,
+        metadata={
+            "period": period,
+            "dagster/row_count": frame.height,
+            "documents": invoices.height,
+            "totals_by_currency": dg.MetadataValue.md(markdown_table(totals)),
+            "lines_by_kind": dg.MetadataValue.md(markdown_table(by_kind, limit=60)),
+            "preview": dg.MetadataValue.md(
+                markdown_table(
+                    frame.select(
+                        "invoice_id", "kind", "charge_id", "quantity", "amount", "currency"
+                    ).head(10)
+                )
+            ),
+            "path": dg.MetadataValue.path(str(store.partition_path(INVOICE_LINES, period))),
+        },
+    )
+    yield dg.MaterializeResult(
+        asset_key=PREPAID_BALANCES,
+        metadata={
+            "period": period,
+            "dagster/row_count": prepaid.height,
+            "carried_from": previous_period(period) if previous is not None else "granted",
+            "balances": dg.MetadataValue.md(markdown_table(prepaid)),
+            "path": dg.MetadataValue.path(str(store.partition_path(PREPAID_BALANCES, period))),
+        },
+    )
+    day = first
+    invoice_key, prepaid_key = dg.AssetKey(INVOICE_LINES), dg.AssetKey(PREPAID_BALANCES)
+    yield check_result(
+        names.INVOICE_LINES_SCHEMA, invoice_key, [(day, validate_schema(InvoiceLines, frame))]
+    )
+    yield check_result(
+        names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE,
+        invoice_key,
+        [(day, invoice_ties_to_billable_usage(frame, rated))],
+    )
+    yield check_result(
+        names.PREPAID_BALANCES_SCHEMA,
+        prepaid_key,
+        [(day, validate_schema(PrepaidBalances, prepaid))],
+    )
+    yield check_result(
+        names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS, prepaid_key, [(day, prepaid_ties(frame, prepaid))]
+    )
