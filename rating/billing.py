@@ -178,16 +178,54 @@ JOIN term_tiers tt USING (contract_id, segment_start, charge_id)
 WHERE i.model IN ('graduated', 'volume', 'graduated_percentage');
 """
 
-# The percentage model prices each paid event: only its charges' events are read again.
+# The percentage model prices each paid event: only its charges' events are read again,
+# and only the columns pricing needs. An event's order key (source/event_id) breaks ties
+# between an item's events at the same instant and nothing else, and reading event_id for
+# every event costs more than the rest of rating: it is read only for events that share
+# their item and event_time with another (_TIED_EVENTS); the others carry NULL, which
+# orders them exactly as their distinct times do.
 _EVENTS = """
 CREATE OR REPLACE TEMP TABLE percentage_events AS
-SELECT item_id(t.contract_id, t.segment_start, t.charge_id, price_group(t.group_by, e.dims))
-        AS item_id,
-    e.event_time, e.source || '/' || e.event_id AS event_order, e.quantity AS amount
+SELECT t.item_prefix || price_group(t.group_by, e.dims) AS item_id,
+    e.event_time, CAST(NULL AS VARCHAR) AS event_order, e.quantity AS amount
 FROM month_events e
-JOIN (SELECT * FROM charge_terms WHERE model = 'percentage') t
+JOIN percentage_terms t
   ON t.customer_id = e.customer_id AND t.meter = e.meter
  AND e.usage_date BETWEEN t.segment_start AND t.segment_end
+"""
+
+_PERCENTAGE_TERMS = """
+CREATE OR REPLACE TEMP TABLE percentage_terms AS
+SELECT contract_id, customer_id, meter, segment_start, segment_end, group_by,
+    item_id(contract_id, segment_start, charge_id, '') AS item_prefix
+FROM charge_terms WHERE model = 'percentage'
+"""
+
+_TIES = """
+CREATE OR REPLACE TEMP TABLE percentage_ties AS
+SELECT item_id, event_time FROM percentage_events GROUP BY ALL HAVING count(*) > 1
+"""
+
+# Tied events are read again with their order key, from their customers' events only.
+_TIED_EVENTS = """
+CREATE OR REPLACE TEMP TABLE percentage_events AS
+SELECT * FROM percentage_events
+ANTI JOIN percentage_ties USING (item_id, event_time)
+UNION ALL
+SELECT * FROM (
+    SELECT t.item_prefix || price_group(t.group_by, e.dims) AS item_id,
+        e.event_time, e.source || '/' || e.event_id AS event_order, e.quantity AS amount
+    FROM month_events e
+    JOIN percentage_terms t
+      ON t.customer_id = e.customer_id AND t.meter = e.meter
+     AND e.usage_date BETWEEN t.segment_start AND t.segment_end
+    WHERE e.customer_id IN (
+        SELECT DISTINCT t.customer_id FROM percentage_terms t
+        JOIN (SELECT DISTINCT item_id FROM percentage_ties) x
+          ON starts_with(x.item_id, t.item_prefix)
+    )
+)
+SEMI JOIN percentage_ties USING (item_id, event_time)
 """
 
 # A charge's minimum is a monthly figure: its prorated parts over the charge's segments
@@ -300,7 +338,12 @@ def billable_usage(
         con.execute(_SEGMENT_USAGE_FROM_DAYS)
     con.execute(_ITEMS, {"month_days": (month_end - month_start).days + 1})
     con.execute(_PRICING_INPUTS)
+    con.execute(_PERCENTAGE_TERMS)
     con.execute(_EVENTS)
+    con.execute(_TIES)
+    tied = con.execute("SELECT count(*) FROM percentage_ties").fetchall()[0][0]
+    if tied:
+        con.execute(_TIED_EVENTS)
     con.register("priced_items", price_items(con, "items", "tiers", "percentage_events"))
     con.execute(_SHORTFALLS)
     con.register("shortfall_rounded", price_items(con, "shortfall_pricing", None, None))

@@ -231,8 +231,10 @@ LIMIT 1
 
 _PRICE = f"""
 WITH priced_items AS (
+    -- item_no: a number for each item, cheaper than its id to partition events by.
     SELECT i.*, c.minor_units,
-        CAST(c.pow10 AS HUGEINT) AS pow10, CAST(c.pow10_rest AS HUGEINT) AS pow10_rest
+        CAST(c.pow10 AS HUGEINT) AS pow10, CAST(c.pow10_rest AS HUGEINT) AS pow10_rest,
+        row_number() OVER (ORDER BY i.item_id) AS item_no
     FROM _mc_items i JOIN _mc_currencies c ON c.code = i.currency
 ), tier_ranges AS (
     -- Tier k holds the units in (up_to of tier k-1, up_to of tier k]; tier 1 starts at 0.
@@ -255,34 +257,66 @@ WITH priced_items AS (
     SELECT item_id, model, tier_no, flat_amount, unit_amount, rate,
         CAST(least(quantity, coalesce(up_to, quantity)) - lower_bound AS {AMOUNT_TYPE}) AS units
     FROM reached WHERE model IN ('graduated', 'graduated_percentage')
+), percentage_events AS (
+    SELECT i.item_no, e.event_time, e.event_order, e.amount,
+        coalesce(i.free_events, 0) > 0 OR coalesce(i.free_amount, 0) > 0 AS has_allowance,
+        coalesce(i.free_events, 0) AS free_events
+    FROM _mc_events e JOIN priced_items i USING (item_id)
+    WHERE i.model = 'percentage'
+), allowance_ends AS (
+    -- Order only matters inside an allowance. With a count of free events it can cover no
+    -- more than the item's first free_events events: those up to the time of the last of
+    -- them (ties on it included, their order settled below). Without a count it can run
+    -- over all of them.
+    SELECT item_no, max(event_time) AS last_time
+    FROM (
+        SELECT item_no, event_time, free_events,
+            row_number() OVER (PARTITION BY item_no ORDER BY event_time) AS by_time
+        FROM percentage_events
+        WHERE has_allowance AND free_events > 0
+    )
+    WHERE by_time <= free_events
+    GROUP BY item_no
+), zoned AS (
+    SELECT p.item_no, p.event_time, p.event_order, p.amount,
+        p.has_allowance AND (p.free_events = 0 OR p.event_time <= a.last_time) AS ordered
+    FROM percentage_events p LEFT JOIN allowance_ends a USING (item_no)
 ), ordered_events AS (
     -- The order events are free in: by time, then the caller's tie-break; then amount, so
-    -- that events tied on both (indistinguishable but for it) still price the same.
-    SELECT item_id, event_no, amount,
+    -- that events tied on both (indistinguishable but for it) still price the same. The
+    -- events ordered are a prefix of the item's events in that order, so their numbers
+    -- and running amounts are the item's.
+    SELECT item_no, event_no, amount,
         CAST(amount_through - amount AS {AMOUNT_TYPE}) AS amount_before
     FROM (
-        SELECT item_id, amount,
+        SELECT item_no, amount,
             row_number() OVER w AS event_no,
             sum(amount) OVER (w ROWS UNBOUNDED PRECEDING) AS amount_through
-        FROM _mc_events
-        WINDOW w AS (PARTITION BY item_id ORDER BY event_time, event_order, amount)
+        FROM zoned
+        WHERE ordered
+        WINDOW w AS (PARTITION BY item_no ORDER BY event_time, event_order, amount)
     )
 ), allowance AS (
     -- A free_events or free_amount of 0 is no allowance at all, as if unset; otherwise,
-    -- with both, the allowance ends with whichever runs out first.
-    SELECT e.item_id, e.amount, e.amount_before, i.rate, i.fixed_amount,
+    -- with both, the allowance ends with whichever runs out first. Events past the
+    -- allowance's reach pay in full, whatever their order.
+    SELECT e.item_no, e.amount, e.amount_before, i.rate, i.fixed_amount,
         i.min_per_event, i.max_per_event,
         nullif(i.free_amount, {_ZERO}) AS free_amount,
         (coalesce(i.free_events, 0) > 0 OR coalesce(i.free_amount, 0) > 0)
             AND (coalesce(i.free_events, 0) = 0 OR e.event_no <= i.free_events)
             AND (coalesce(i.free_amount, 0) = 0 OR e.amount_before < i.free_amount)
             AS in_allowance
-    FROM ordered_events e JOIN priced_items i USING (item_id)
-    WHERE i.model = 'percentage'
+    FROM ordered_events e JOIN priced_items i USING (item_no)
+    UNION ALL
+    SELECT z.item_no, z.amount, NULL, i.rate, i.fixed_amount, i.min_per_event,
+        i.max_per_event, nullif(i.free_amount, {_ZERO}), false
+    FROM zoned z JOIN priced_items i USING (item_no)
+    WHERE NOT z.ordered
 ), chargeable AS (
     -- Inside the allowance an event is free up to what is left of free_amount (all of it
     -- when only free_events is set); the rate applies to the rest, the part above.
-    SELECT item_id, rate, fixed_amount, min_per_event, max_per_event, in_allowance,
+    SELECT item_no, rate, fixed_amount, min_per_event, max_per_event, in_allowance,
         CAST(CASE
             WHEN NOT in_allowance THEN amount
             WHEN free_amount IS NULL THEN {_ZERO}
@@ -292,14 +326,14 @@ WITH priced_items AS (
 ), event_fees AS (
     -- A wholly free event pays nothing; any other pays rate on its chargeable part plus
     -- the fixed fee (the crossing event too), clamped to [min_per_event, max_per_event].
-    SELECT item_id, min_per_event, max_per_event,
+    SELECT item_no, min_per_event, max_per_event,
         NOT (in_allowance AND chargeable = 0) AS paid,
         CAST(mc_half_even(chargeable * rate, {_RATE_PQ}, false)
              * CAST(0.01 AS DECIMAL(3,2))
              + coalesce(fixed_amount, {_ZERO}) AS {AMOUNT_TYPE}) AS fee
     FROM chargeable
 ), clamped AS (
-    SELECT item_id, paid,
+    SELECT item_no, paid,
         CAST(CASE
             WHEN NOT paid THEN {_ZERO}
             WHEN max_per_event IS NOT NULL
@@ -311,7 +345,7 @@ WITH priced_items AS (
     SELECT i.item_id,
         CAST(count(*) FILTER (WHERE c.paid) AS {AMOUNT_TYPE}) AS paid_events,
         CAST(coalesce(sum(c.fee), 0) AS {AMOUNT_TYPE}) AS fees
-    FROM priced_items i LEFT JOIN clamped c USING (item_id)
+    FROM priced_items i LEFT JOIN clamped c USING (item_no)
     WHERE i.model = 'percentage'
     GROUP BY i.item_id
 ), packages AS (

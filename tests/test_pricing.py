@@ -747,6 +747,54 @@ def test_percentage_matches_the_rules(
         assert_breakdown_adds_up(rows[i])
 
 
+@settings(max_examples=15, deadline=None)
+@given(
+    plans=st.lists(
+        st.fixed_dictionaries(
+            {
+                "rate": st.decimals(min_value=0, max_value=10, places=3),
+                "fixed_amount": st.none() | st.decimals(min_value=0, max_value=1, places=2),
+                "free_events": st.none() | st.integers(min_value=0, max_value=6),
+                "free_amount": st.none() | st.decimals(min_value=0, max_value=300, places=2),
+                "max_per_event": st.none() | st.decimals(min_value=2, max_value=9, places=2),
+            }
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    events=st.lists(
+        st.lists(
+            st.tuples(
+                st.integers(min_value=0, max_value=3),
+                st.decimals(min_value=0, max_value=200, places=2),
+            ),
+            max_size=12,
+        ),
+        min_size=6,
+        max_size=6,
+    ),
+)
+def test_percentage_order_settles_ties_in_time(
+    plans: list[dict[str, Any]], events: list[list[tuple[int, Decimal]]]
+) -> None:
+    """Events at the same minute are free by event_order, wherever the allowance ends."""
+    ids = [f"t{i}" for i in range(len(plans))]
+    # Orders that sort against the table order: the last event listed comes first.
+    timed = {
+        i: [(minute, f"o{99 - n:02d}", str(a)) for n, (minute, a) in enumerate(evs)]
+        for i, evs in zip(ids, events, strict=False)
+    }
+    items = items_table(
+        [{"item_id": i, "model": "percentage", **p} for i, p in zip(ids, plans, strict=True)]
+    )
+    rows = priced(items, None, events_table(timed))
+    for i, plan in zip(ids, plans, strict=True):
+        in_order = sorted(timed[i], key=lambda e: (e[0], e[1], Decimal(e[2])))
+        assert rows[i]["amount_precise"] == percentage_oracle(
+            plan, [Decimal(a) for _, _, a in in_order]
+        )
+
+
 @st.composite
 def amounts_to_round(draw: st.DrawFn) -> tuple[Decimal, str]:
     code = draw(st.sampled_from(sorted(MINOR_UNITS)))

@@ -306,6 +306,39 @@ def test_percentage_fees_per_price_group_take_only_that_groups_events(
     assert by_group == {'{"region":"eu"}': Decimal("11.00"), '{"region":"us"}': Decimal("21.00")}
 
 
+def test_percentage_events_at_the_same_instant_are_free_in_event_id_order(
+    land: LandFn, resources, data_dir: Path
+) -> None:
+    meters = data_dir / "reference" / "meters.yaml"
+    meters.write_text(
+        meters.read_text() + "  - slug: payment_volume\n    event_type: payment.captured\n"
+        "    aggregation: SUM\n    value_property: $.amount\n    group_by: {}\n"
+    )
+    # b and a at the same instant, listed b first; c later. By (time, source/id) a is the
+    # first event and the free one: b pays 10% of 1, c 10% of 50. Were b free (it is the
+    # smaller amount), a and c would pay 10 + 5.
+    land(
+        day(3),
+        "events-00.ndjson",
+        [
+            event("p-b", "payment.captured", time=at(3), data={"amount": "1"}),
+            event("p-a", "payment.captured", time=at(3), data={"amount": "100"}),
+            event("p-c", "payment.captured", time=at(3, 11), data={"amount": "50"}),
+        ],
+    )
+    dg.materialize([ingest_landing_day], partition_key=day(3).isoformat(), resources=resources)
+    fees = {
+        "charge_id": "fees",
+        "meter": "payment_volume",
+        "product_id": "api",
+        "model": "percentage",
+        "rate": "10",
+        "free_events": "1",
+    }
+    frame = rate(data_dir, [{**PLAN, "usage": [fees]}], [{**CONTRACT, "amendments": []}])
+    assert frame.select("amount", "event_count").rows() == [(Decimal("5.10"), 3)]
+
+
 def test_billing_refuses_a_month_with_a_day_whose_checks_failed(
     september: pl.DataFrame, resources, data_dir: Path
 ) -> None:
