@@ -221,7 +221,7 @@ ENTITIES = (
     ("JP01", "Meterclose K.K.", "JPY", "4"),
 )
 ENTITY_COLUMNS = ["entity_id", "name", "functional_currency", "erp_subsidiary"]
-PRODUCT_COLUMNS = ["product_id", "name", "product_family", "business_unit"]
+PRODUCT_COLUMNS = ["product_id", "name", "product_family", "business_unit", "department"]
 ENTITY_P = np.array([0.50, 0.25, 0.15, 0.10])
 ENTITY_COUNTRIES = {
     "US01": ("US", "US", "US", "CA"),
@@ -236,15 +236,15 @@ FX_BASE = {"USD": 1.0, "EUR": 0.92, "GBP": 0.79, "JPY": 148.5}  # units of curre
 N_CUSTOMERS = 200
 
 PRODUCTS = (
-    ("platform", "Platform subscription", "platform", "Core Platform"),
-    ("support", "Premium support", "support", "Services"),
-    ("seats", "Seat licences", "seats", "Core Platform"),
-    ("api", "API requests", "api", "Developer Platform"),
-    ("ai-tokens", "LLM tokens", "ai", "AI"),
-    ("ai-requests", "LLM requests", "ai", "AI"),
-    ("active-users", "Monthly active users", "platform", "Core Platform"),
-    ("storage", "Storage", "storage", "Infrastructure"),
-    ("payments", "Payment processing", "payments", "Payments"),
+    ("platform", "Platform subscription", "platform", "Core Platform", "Sales"),
+    ("support", "Premium support", "support", "Services", "Customer Success"),
+    ("seats", "Seat licences", "seats", "Core Platform", "Sales"),
+    ("api", "API requests", "api", "Developer Platform", "Self-Serve"),
+    ("ai-tokens", "LLM tokens", "ai", "AI", "Self-Serve"),
+    ("ai-requests", "LLM requests", "ai", "AI", "Self-Serve"),
+    ("active-users", "Monthly active users", "platform", "Core Platform", "Sales"),
+    ("storage", "Storage", "storage", "Infrastructure", "Self-Serve"),
+    ("payments", "Payment processing", "payments", "Payments", "Self-Serve"),
 )
 ACCOUNTS = {
     "receivable": "1100",
@@ -253,6 +253,7 @@ ACCOUNTS = {
     "contract_liability": "2350",
     "fx_gain_loss": "7100",
     "rounding": "7190",
+    "breakage": "4900",
     "revenue": {
         "platform": "4000",
         "api": "4100",

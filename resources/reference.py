@@ -18,6 +18,7 @@ import yaml
 from rating.contracts import Contract, parse_contracts
 from rating.credits import parse_credits
 from rating.errors import ReferenceDataError
+from rating.ledger import parse_accounts, parse_entities, parse_fx_rates
 from rating.meters import Meter, parse_meters
 from rating.plans import Plan, parse_plans
 
@@ -134,7 +135,8 @@ class ReferenceData:
         return frame.sort("customer_id")
 
     def products(self) -> pl.DataFrame:
-        """products.csv: product_id, name, product_family, business_unit."""
+        """products.csv: product_id, name, product_family, business_unit, and optionally
+        the department journal lines carry as an ERP dimension."""
         columns = ("product_id", "name", "product_family", "business_unit")
         origin = self._origin("products" if self.url else "products.csv")
         if self.url:
@@ -147,7 +149,51 @@ class ReferenceData:
         missing = [c for c in columns if c not in frame.columns]
         if missing:
             raise ReferenceDataError(origin, "columns", frame.columns, f"missing {missing}")
-        return frame.select(pl.col(c).cast(pl.String) for c in columns).sort("product_id")
+        if "department" not in frame.columns:
+            frame = frame.with_columns(department=pl.lit(None, pl.String))
+        return frame.select(pl.col(c).cast(pl.String) for c in (*columns, "department")).sort(
+            "product_id"
+        )
+
+    def _csv_records(self, name: str) -> tuple[list[dict[str, Any]], str]:
+        if self.url:
+            return self._sql_rows(name), self._origin(name)
+        path = self.directory / f"{name}.csv"
+        if not path.exists():
+            raise ReferenceDataError(str(path), name, None, "file not found")
+        return pl.read_csv(path, infer_schema=False).to_dicts(), str(path)
+
+    def entities(self) -> pa.Table:
+        """entities.csv: legal entities, their functional currency and ERP subsidiary."""
+        records, origin = self._csv_records("entities")
+        return parse_entities(records, origin)
+
+    def accounts(self) -> pa.Table:
+        """accounts.yaml (or an ``accounts`` table: entity_id, role, product_family, account):
+        the account of each role and revenue family, per entity."""
+        entity_ids = self.entities()["entity_id"].to_pylist()
+        if self.url:
+            document: dict[str, Any] = {}
+            for row in self._sql_rows("accounts"):
+                roles = document.setdefault(row.get("entity_id"), {})
+                if row.get("role") == "revenue":
+                    roles.setdefault("revenue", {})[row.get("product_family")] = row.get("account")
+                else:
+                    roles[row.get("role")] = row.get("account")
+            return parse_accounts(document, self._origin("accounts"), entity_ids)
+        path = self.directory / "accounts.yaml"
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ReferenceDataError(str(path), "accounts", None, "file not found") from None
+        if not isinstance(document, dict):
+            raise ReferenceDataError(str(path), "accounts", document, "a top-level 'accounts:'")
+        return parse_accounts(document.get("accounts"), str(path), entity_ids)
+
+    def fx_rates(self) -> pa.Table:
+        """fx_rates.csv: date, from_currency, to_currency, rate, rate_type."""
+        records, origin = self._csv_records("fx_rates")
+        return parse_fx_rates(records, origin)
 
     def plans(self) -> dict[str, Plan]:
         """plans.yaml (or the SQL tables below), checked against meters and products."""
