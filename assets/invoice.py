@@ -6,6 +6,7 @@ from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.billing import BILLABLE_USAGE, month_bounds
@@ -203,3 +204,13 @@ def invoice_lines(
     yield check_result(
         names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS, prepaid_key, [(day, prepaid_ties(frame, prepaid))]
     )
+
+
+def invoice_history(store: Warehouse, up_to: str) -> pa.Table:
+    """Every invoice line issued in the months up to ``up_to``: recurring fees billed in
+    advance are earned over months (a yearly fee over twelve)."""
+    paths = [store.partition_path(INVOICE_LINES, p) for p in store.partitions(INVOICE_LINES)]
+    paths = [p for p in paths if p.stem <= up_to]
+    if not paths or paths[-1].stem != up_to:
+        raise RuntimeError(f"invoice_lines for {up_to} is missing: materialize it first")
+    return pa.concat_tables([pq.read_table(p) for p in paths])

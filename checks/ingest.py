@@ -18,43 +18,67 @@ def lines_accounted_for(
     """raw = accepted + duplicates + quarantined per file, and no line in two places.
 
     ``raw_lines`` comes from the landing files themselves; the other three are the
-    written outputs, so the check covers what was actually stored.
+    written outputs, so the check covers what was actually stored. Lines are compared as
+    (file number, line number) integer pairs: a day holds hundreds of thousands of them.
     """
+    outputs = {"accepted": usage_events, "duplicate": duplicates, "quarantined": quarantined}
+    names = sorted(
+        set(raw_lines).union(*(set(frame["file"].unique().to_list()) for frame in outputs.values()))
+    )
+    files = pl.Enum(names)
+
+    def positions(frame: pl.DataFrame, outcome: str) -> pl.DataFrame:
+        return frame.select(
+            file_no=pl.col("file").cast(files).to_physical(),
+            line_no=pl.col("line_no"),
+            outcome=pl.lit(outcome),
+        )
+
     placed = pl.concat(
         [
-            usage_events.select("file", "line_no")
-            .unique()
-            .with_columns(outcome=pl.lit("accepted")),
-            duplicates.select("file", "line_no").with_columns(outcome=pl.lit("duplicate")),
-            quarantined.select("file", "line_no").with_columns(outcome=pl.lit("quarantined")),
+            # A line that feeds several meters is one accepted line.
+            positions(usage_events, "accepted").unique(["file_no", "line_no"]),
+            positions(duplicates, "duplicate"),
+            positions(quarantined, "quarantined"),
         ]
     )
-    twice = placed.group_by("file", "line_no").len().filter(pl.col("len") > 1)
-    per_file = pl.DataFrame(
-        {"file": list(raw_lines), "raw": list(raw_lines.values())},
-        schema={"file": pl.String, "raw": pl.Int64},
-    ).join(
-        placed.pivot(on="outcome", index="file", values="line_no", aggregate_function="len")
-        if placed.height
-        else pl.DataFrame(schema={"file": pl.String}),
-        on="file",
-        how="full",
-        coalesce=True,
+    twice = placed.group_by("file_no", "line_no").len().filter(pl.col("len") > 1).height
+    raw = pl.DataFrame(
+        {
+            "file_no": range(len(names)),
+            "file": names,
+            "raw": [raw_lines.get(name) for name in names],
+        },
+        schema={"file_no": placed.schema["file_no"], "file": pl.String, "raw": pl.Int64},
+    )
+    counts = placed.group_by("file_no", "outcome").len()
+    per_file = raw.with_columns(
+        pl.lit(0, pl.Int64).alias(name) for name in ("accepted", "duplicate", "quarantined")
     )
     for name in ("accepted", "duplicate", "quarantined"):
-        if name not in per_file.columns:
-            per_file = per_file.with_columns(pl.lit(0, pl.Int64).alias(name))
-    per_file = per_file.with_columns(
-        pl.col("raw", "accepted", "duplicate", "quarantined").fill_null(0).cast(pl.Int64)
-    ).with_columns(
-        variance=pl.col("raw") - pl.col("accepted") - pl.col("duplicate") - pl.col("quarantined")
+        per_file = per_file.update(
+            counts.filter(pl.col("outcome") == name).select(
+                "file_no", pl.col("len").cast(pl.Int64).alias(name)
+            ),
+            on="file_no",
+        )
+    # A file in the outputs but not among the landing files has no lines to account for.
+    per_file = (
+        per_file.with_columns(pl.col("raw").fill_null(0))
+        .with_columns(
+            variance=pl.col("raw")
+            - pl.col("accepted")
+            - pl.col("duplicate")
+            - pl.col("quarantined")
+        )
+        .drop("file_no")
     )
     # Every line number 1..raw must be present: a count can match while lines are swapped.
-    out_of_range = placed.join(per_file.select("file", "raw"), on="file", how="left").filter(
+    out_of_range = placed.join(raw.select("file_no", "raw"), on="file_no", how="left").filter(
         (pl.col("line_no") < 1) | (pl.col("line_no") > pl.col("raw").fill_null(0))
     )
     unbalanced = per_file.filter(pl.col("variance") != 0)
-    passed = twice.height == 0 and unbalanced.height == 0 and out_of_range.height == 0
+    passed = twice == 0 and unbalanced.height == 0 and out_of_range.height == 0
     totals = per_file.select(pl.col("raw", "accepted", "duplicate", "quarantined").sum()).row(
         0, named=True
     )
@@ -63,8 +87,8 @@ def lines_accounted_for(
         problems.append(
             f"{unbalanced.height} file(s) where raw ≠ accepted + duplicates + quarantined"
         )
-    if twice.height:
-        problems.append(f"{twice.height} line(s) placed in more than one table")
+    if twice:
+        problems.append(f"{twice} line(s) placed in more than one table")
     if out_of_range.height:
         problems.append(f"{out_of_range.height} line number(s) not in the landing files")
     return CheckOutcome(

@@ -270,3 +270,104 @@ class PrepaidBalances(pa.DataFrameModel):
         return data.lazyframe.select(
             pl.col("opening") - pl.col("drawn") - pl.col("expired") == pl.col("closing")
         )
+
+
+class RevenueSchedule(pa.DataFrameModel):
+    """What an obligation earns in a month, and what is still deferred at its end."""
+
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    entity_id: str
+    customer_id: str
+    contract_id: str
+    invoice_id: str = pa.Field(nullable=True)
+    line_id: str
+    invoice_period: str
+    invoice_date: pl.Date = pa.Field(nullable=True)
+    kind: str = pa.Field(isin=[*INVOICE_KINDS, "prepaid_breakage"])
+    pattern: str = pa.Field(isin=["ratable", "point"])
+    product_id: str = pa.Field(nullable=True)
+    currency: str
+    service_start: pl.Date
+    service_end: pl.Date
+    amount: QUANTITY  # type: ignore[valid-type]
+    recognized_before: QUANTITY  # type: ignore[valid-type]
+    recognized: QUANTITY  # type: ignore[valid-type]
+    recognized_to_date: QUANTITY  # type: ignore[valid-type]
+    deferred_balance: QUANTITY  # type: ignore[valid-type]
+
+    class Config:
+        strict = True
+        unique = ["line_id"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def never_beyond_the_line(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        """Recognised to date plus deferred is the line; nothing is recognised past it, and
+        a line whose service has ended is fully recognised."""
+        return data.lazyframe.select(
+            (pl.col("recognized_before") + pl.col("recognized") == pl.col("recognized_to_date"))
+            & (pl.col("recognized_to_date") + pl.col("deferred_balance") == pl.col("amount"))
+            & (pl.col("recognized_to_date").abs() <= pl.col("amount").abs())
+            & (
+                (pl.col("service_end").dt.strftime("%Y-%m") > pl.col("period"))
+                | (pl.col("deferred_balance") == 0)
+            )
+        )
+
+
+class JournalLines(pa.DataFrameModel):
+    """One journal line: entity × accounting period × currency × category."""
+
+    accounting_date: pl.Date
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    entity_id: str
+    erp_subsidiary: str
+    journal_id: str = pa.Field(str_startswith="JE-")
+    category: str = pa.Field(
+        isin=[
+            "billing",
+            "usage_accrual",
+            "accrual_reversal",
+            "revenue_release",
+            "prepaid_breakage",
+        ]
+    )
+    line_no: pl.Int64 = pa.Field(ge=1)
+    account: str = pa.Field(nullable=True)
+    account_role: str
+    debit: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    credit: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
+    currency: str
+    functional_currency: str
+    fx_rate: QUANTITY = pa.Field(nullable=True, gt=0)  # type: ignore[valid-type]
+    fx_rate_date: pl.Date = pa.Field(nullable=True)
+    functional_debit: QUANTITY = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    functional_credit: QUANTITY = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
+    product_id: str = pa.Field(nullable=True)
+    product_family: str = pa.Field(nullable=True)
+    business_unit: str = pa.Field(nullable=True)
+    department: str = pa.Field(nullable=True)
+    customer_id: str = pa.Field(nullable=True)
+    contract_id: str = pa.Field(nullable=True)
+    invoice_id: str = pa.Field(nullable=True)
+    line_id: str = pa.Field(nullable=True)
+    service_period: str
+    memo: str
+    source_ref: str
+    correlation_id: str
+
+    class Config:
+        strict = True
+        unique = ["journal_id", "line_no"]  # noqa: RUF012
+
+    @pa.dataframe_check
+    @classmethod
+    def one_side_per_line(cls, data: pa.PolarsData) -> pl.LazyFrame:
+        return data.lazyframe.select(
+            ((pl.col("debit") == 0) | (pl.col("credit") == 0))
+            & (
+                pl.col("functional_debit").is_null()
+                | (pl.col("functional_debit") == 0)
+                | (pl.col("functional_credit") == 0)
+            )
+        )

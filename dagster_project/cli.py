@@ -162,7 +162,7 @@ def run_billing(settings: Settings, periods: Sequence[str]) -> None:
     """Materialise billable_usage and invoice_lines for each month, in order (prepaid
     balances carry from one month to the next), in process, through the billing job."""
     for period in periods:
-        _execute(settings, "billing_job", f"rating {period}", partition_key=f"{period}-01")
+        _execute(settings, "close_job", f"closing {period}", partition_key=f"{period}-01")
 
 
 def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str:
@@ -286,6 +286,41 @@ def _print_invoices(settings: Settings, periods: Sequence[str]) -> None:
     # Ten money columns do not fit 80 characters; a narrower terminal wraps lines instead
     # of cutting every figure short.
     Console(width=max(Console().width, 132)).print(table)
+    _print_journals(settings, periods)
+
+
+def _print_journals(settings: Settings, periods: Sequence[str]) -> None:
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Journals (journal_lines), functional currency")
+    for column in ("period", "entity", "currency", "journals", "lines", "debits", "credits"):
+        table.add_column(column, justify="right")
+    for period in periods:
+        frame = pl.read_parquet(settings.warehouse_dir / "journal_lines" / f"{period}.parquet")
+        summary = (
+            frame.group_by("entity_id", "functional_currency")
+            .agg(
+                journals=pl.col("journal_id").n_unique(),
+                lines=pl.len(),
+                debit=pl.col("functional_debit").sum(),
+                credit=pl.col("functional_credit").sum(),
+            )
+            .sort("entity_id")
+        )
+        for row in summary.iter_rows(named=True):
+            places = _places(row["functional_currency"])
+            table.add_row(
+                period,
+                row["entity_id"],
+                row["functional_currency"],
+                str(row["journals"]),
+                str(row["lines"]),
+                f"{row['debit']:,.{places}f}",
+                f"{row['credit']:,.{places}f}",
+            )
+    Console().print(table)
 
 
 def _places(currency: str) -> int:
@@ -326,8 +361,9 @@ def cmd_close(args: argparse.Namespace) -> int:
     _print_billing(settings, [args.period])
     _refresh_views(settings)
     _say(
-        "revenue, journals and the month-end lock are not built yet: "
-        f"{args.period} is rated in billable_usage and invoiced in invoice_lines"
+        f"{args.period} is rated, invoiced, scheduled and booked (billable_usage, "
+        "invoice_lines, revenue_schedule, journal_lines); reconciliation and the "
+        "month-end lock are not built yet"
     )
     return 0
 

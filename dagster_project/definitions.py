@@ -5,8 +5,10 @@ import dagster as dg
 from assets.billing import billable_usage
 from assets.ingest import ingest_landing_day
 from assets.invoice import invoice_lines
+from assets.journals import journal_lines
+from assets.revenue import revenue_schedule
 from assets.usage import daily_usage
-from dagster_project.jobs import billing_job, ingest_job
+from dagster_project.jobs import close_job, ingest_job
 from dagster_project.resources import build_resources
 from dagster_project.schedules import nightly_ingest_schedule
 from dagster_project.sensors import landing_files_sensor, stale_dedup_window_sensor
@@ -16,8 +18,15 @@ from dagster_project.settings import Settings
 def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The same definitions for `dagster dev` and the CLI; only the settings differ."""
     return dg.Definitions(
-        assets=[ingest_landing_day, daily_usage, billable_usage, invoice_lines],
-        jobs=[ingest_job, billing_job],
+        assets=[
+            ingest_landing_day,
+            daily_usage,
+            billable_usage,
+            invoice_lines,
+            revenue_schedule,
+            journal_lines,
+        ],
+        jobs=[ingest_job, close_job],
         schedules=[nightly_ingest_schedule],
         sensors=[landing_files_sensor, stale_dedup_window_sensor],
         resources=build_resources(settings),

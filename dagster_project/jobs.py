@@ -13,12 +13,14 @@ ingest_job = dg.define_asset_job(
     description="Ingest landing days into usage_events (+ quarantine, duplicates) and daily_usage.",
 )
 
-billing_job = dg.define_asset_job(
-    "billing_job",
-    selection=dg.AssetSelection.groups("billing"),
+close_job = dg.define_asset_job(
+    "close_job",
+    selection=dg.AssetSelection.groups("billing", "close"),
     partitions_def=close_monthly_partition,
     description=(
-        "Rate a month's usage under the contract terms in force (billable_usage) and issue "
-        "its invoices and credit memos (invoice_lines, prepaid_balances)."
+        "Close a month: rate its usage under the contract terms in force (billable_usage), "
+        "issue its invoices and credit memos (invoice_lines, prepaid_balances), schedule "
+        "revenue (revenue_schedule) and book balanced journals (journal_lines); each step "
+        "gated by the blocking checks of the one before."
     ),
 )

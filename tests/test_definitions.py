@@ -21,6 +21,8 @@ def test_assets_and_blocking_checks() -> None:
         "billable_usage",
         "invoice_lines",
         "prepaid_balances",
+        "revenue_schedule",
+        "journal_lines",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -36,6 +38,10 @@ def test_assets_and_blocking_checks() -> None:
         ("invoice_lines", names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE),
         ("prepaid_balances", names.PREPAID_BALANCES_SCHEMA),
         ("prepaid_balances", names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS),
+        ("revenue_schedule", names.REVENUE_SCHEDULE_SCHEMA),
+        ("journal_lines", names.JOURNAL_LINES_SCHEMA),
+        ("journal_lines", names.JOURNALS_BALANCE),
+        ("journal_lines", names.JOURNAL_LINES_MAPPED),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
@@ -43,10 +49,11 @@ def test_assets_and_blocking_checks() -> None:
 
 def test_jobs_schedules_and_sensors() -> None:
     assert defs.resolve_job_def("ingest_job").partitions_def is not None
-    billing = defs.resolve_job_def("billing_job")
+    billing = defs.resolve_job_def("close_job")
     assert billing.partitions_def is not None
     # Invoicing runs after rating, in the same run, gated by its blocking checks.
-    assert {"billable_usage", "invoice_lines"} <= {n.name for n in billing.graph.nodes}
+    steps = {n.name for n in billing.graph.nodes}
+    assert {"billable_usage", "invoice_lines", "revenue_schedule", "journal_lines"} <= steps
     schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "ingest_job"

@@ -148,6 +148,14 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert "8124 manifest lines, every one placed as expected" in out
     assert "Rated usage (billable_usage)" in out
     assert "Invoices and credit memos (invoice_lines)" in out
+    assert "Journals (journal_lines), functional currency" in out
+    journals = pl.read_parquet(root / "warehouse" / "journal_lines" / "*.parquet")
+    totals = journals.group_by("journal_id").agg(
+        pl.col("debit", "credit", "functional_debit", "functional_credit").sum()
+    )
+    assert (totals["debit"] == totals["credit"]).all()
+    assert (totals["functional_debit"] == totals["functional_credit"]).all()
+    assert journals["account"].null_count() == 0
     rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
     assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
     invoiced = pl.read_parquet(root / "warehouse" / "invoice_lines" / "*.parquet")

@@ -1,0 +1,280 @@
+"""The close on hand-written books: revenue schedules that sum exactly, accruals and their
+reversal, deferred revenue released at its historical rate, journals balanced in both
+currencies — worked out by hand in the comments."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from pathlib import Path
+
+import dagster as dg
+import duckdb
+import hypothesis.strategies as st
+import polars as pl
+import pyarrow as pa
+import yaml
+from hypothesis import given, settings
+
+from assets.billing import billable_usage
+from assets.invoice import invoice_lines
+from assets.journals import journal_lines
+from assets.revenue import revenue_schedule
+from rating.revenue import revenue_schedule as schedule_month
+from tests.test_invoicing import Books, contract, month
+
+D = Decimal
+ASSETS = [billable_usage, invoice_lines, revenue_schedule, journal_lines]
+
+ENTITIES = """entity_id,name,functional_currency,erp_subsidiary
+US01,Meterclose Inc.,USD,1
+EU01,Meterclose B.V.,EUR,2
+"""
+CUSTOMERS = """customer_id,name,entity_id,currency,country
+CUST-0001,Acme Corp,US01,USD,US
+CUST-0002,Globex GmbH,EU01,EUR,DE
+CUST-0003,Initech B.V.,EU01,USD,NL
+"""
+FX = """date,from_currency,to_currency,rate,rate_type
+2026-09-01,USD,EUR,0.90,daily
+2026-09-30,USD,EUR,0.92,daily
+2026-10-01,USD,EUR,0.95,daily
+2026-10-31,USD,EUR,0.80,daily
+"""
+
+
+def accounts(**drop: str) -> dict[str, object]:
+    roles = {
+        "receivable": "1100",
+        "unbilled_receivable": "1150",
+        "deferred_revenue": "2300",
+        "contract_liability": "2350",
+        "fx_gain_loss": "7100",
+        "rounding": "7190",
+        "breakage": "4900",
+    }
+    revenue = {"platform": "4000", "api": "4100", "seats": "4400"}
+    return {
+        "accounts": {
+            entity: {
+                **roles,
+                "revenue": {k: v for k, v in revenue.items() if drop.get(entity) != k},
+            }
+            for entity in ("US01", "EU01")
+        }
+    }
+
+
+def books(root: Path, **drop: str) -> None:
+    Books(
+        root,
+        [
+            # A USD customer of the EUR entity: a yearly fee billed in advance…
+            contract(customer_id="CUST-0003", plan_id="yearly-usd", start_date="2026-09-01"),
+            # … and monthly fees and usage on another contract of the same customer.
+            contract(contract_id="C-2", customer_id="CUST-0003", start_date="2026-09-01"),
+            contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-09-01"),
+        ],
+    )
+    reference = root / "reference"
+    (reference / "entities.csv").write_text(ENTITIES)
+    (reference / "customers.csv").write_text(CUSTOMERS)
+    (reference / "fx_rates.csv").write_text(FX)
+    (reference / "accounts.yaml").write_text(yaml.safe_dump(accounts(**drop)))
+
+
+def close(resources: dict[str, object], period: str) -> dg.ExecuteInProcessResult:
+    return dg.materialize(
+        ASSETS, partition_key=f"{period}-01", resources=resources, raise_on_error=False
+    )
+
+
+def test_journals_balance_accrue_reverse_and_keep_historical_rates(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    books(data_dir)
+    for period in ("2026-09", "2026-10"):
+        result = close(resources, period)
+        assert result.success
+        assert all(c.passed for c in result.get_asset_check_evaluations())
+    warehouse = data_dir / "warehouse"
+    lines = pl.read_parquet(warehouse / "journal_lines" / "*.parquet")
+
+    def posted(journal: str, role: str, contract_id: str = "C-1") -> list[tuple[object, ...]]:
+        return (
+            lines.filter(
+                (pl.col("journal_id") == journal)
+                & (pl.col("account_role") == role)
+                & (pl.col("contract_id") == contract_id)
+            )
+            .select("debit", "credit", "fx_rate", "functional_debit", "functional_credit")
+            .rows()
+        )
+
+    # September 1st: the year's fee, 36600.00, to deferred revenue at 0.90: 32940.00 EUR.
+    assert posted("JE-EU01-2026-09-USD-billing", "deferred_revenue") == [
+        (D(0), D("36600"), D("0.9"), D(0), D("32940"))
+    ]
+    # Released 30/365 in September (3008.22) and 61/365 − 30/365 in October (3108.49),
+    # both at the invoice's 0.90 — deferred revenue is not remeasured at October's 0.80.
+    assert posted("JE-EU01-2026-09-USD-revenue_release", "deferred_revenue") == [
+        (D("3008.22"), D(0), D("0.9"), D("2707.40"), D(0))
+    ]
+    assert posted("JE-EU01-2026-10-USD-revenue_release", "deferred_revenue") == [
+        (D("3108.49"), D(0), D("0.9"), D("2797.64"), D(0))
+    ]
+    # C-2's September usage (5.00, the first tier's flat fee) is accrued on the 30th at
+    # 0.92, reversed on October 1st at the same 0.92, and invoiced that day at 0.95.
+    assert posted("JE-EU01-2026-09-USD-usage_accrual", "unbilled_receivable", "C-2") == [
+        (D("5"), D(0), D("0.92"), D("4.60"), D(0))
+    ]
+    assert posted("JE-EU01-2026-10-USD-accrual_reversal", "unbilled_receivable", "C-2") == [
+        (D(0), D("5"), D("0.92"), D(0), D("4.60"))
+    ]
+    usage_invoice = lines.filter(pl.col("invoice_id") == "INV-C-2-20261001-U")
+    assert usage_invoice.filter(pl.col("account_role") == "receivable").select(
+        "journal_id", "debit", "functional_debit"
+    ).rows() == [("JE-EU01-2026-10-USD-billing", D("5"), D("4.75"))]
+    # Every journal balances in both currencies; the rounding account takes what rounding
+    # each line once leaves, never more than a few minor units.
+    totals = lines.group_by("journal_id").agg(
+        pl.col("debit", "credit", "functional_debit", "functional_credit").sum()
+    )
+    assert (totals["debit"] == totals["credit"]).all()
+    assert (totals["functional_debit"] == totals["functional_credit"]).all()
+    rounding = lines.filter(pl.col("account_role") == "rounding")
+    assert all(
+        d + c <= D("0.05")
+        for d, c in rounding.select("functional_debit", "functional_credit").rows()
+    )
+    # Dimensions and references on every line.
+    assert lines["erp_subsidiary"].null_count() == 0
+    usage_lines = lines.filter(pl.col("account_role") == "revenue")
+    assert usage_lines["product_family"].null_count() == 0
+    assert usage_lines["line_id"].null_count() == 0
+    assert lines["correlation_id"].null_count() == 0
+
+    # US01 books USD at a rate of 1, and its monthly fees go to deferred revenue first.
+    us = lines.filter(pl.col("entity_id") == "US01")
+    assert set(us["fx_rate"].drop_nulls()) == {D(1)}
+    assert posted("JE-US01-2026-09-USD-billing", "deferred_revenue", "C-3") == [
+        (D(0), D("1200"), D(1), D(0), D("1200")),
+        (D(0), D("250"), D(1), D(0), D("250")),
+    ]
+
+
+def test_a_missing_revenue_account_stops_the_close(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    books(data_dir, EU01="seats")
+    result = close(resources, "2026-09")
+    failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
+    assert failed == ["journal_lines_have_accounts_and_rates"]
+    lines = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "2026-09.parquet")
+    unmapped = lines.filter(pl.col("account").is_null())
+    assert set(unmapped["product_family"]) == {"seats"}
+    assert set(unmapped["entity_id"]) == {"EU01"}
+
+
+def schedule(
+    amount: str, start: date, end: date, periods: list[str], currency: str = "USD"
+) -> dict[str, Decimal]:
+    """Recognised per month for one recurring line, month by month."""
+    line = {
+        "period": start.strftime("%Y-%m"),
+        "invoice_date": start,
+        "document_type": "invoice",
+        "invoice_id": "INV-X",
+        "line_id": "INV-X-1",
+        "entity_id": "US01",
+        "customer_id": "CUST-0001",
+        "contract_id": "C-1",
+        "plan_id": "p",
+        "charge_id": "platform",
+        "product_id": "platform",
+        "kind": "recurring",
+        "service_start": start,
+        "service_end": end,
+        "quantity": D(1),
+        "currency": currency,
+        "amount_precise": D(amount),
+        "amount": D(amount),
+        "prepaid_applied": D(0),
+        "source_ref": "x",
+        "description": "x",
+    }
+    history = pa.Table.from_pylist([line])
+    history = history.cast(
+        pa.schema(
+            [
+                pa.field(f.name, pa.decimal128(38, 12)) if pa.types.is_decimal(f.type) else f
+                for f in history.schema
+            ]
+        )
+    )
+    out: dict[str, Decimal] = {}
+    for period in periods:
+        first, last = month(period)
+        frame = pl.from_arrow(
+            schedule_month(duckdb.connect(), history, empty_prepaid_balances(), period, first, last)
+        )
+        assert isinstance(frame, pl.DataFrame)
+        out[period] = frame["recognized"].sum() if frame.height else D(0)
+    return out
+
+
+def empty_prepaid_balances() -> pa.Table:
+    from rating.invoice import PREPAID_SCHEMA
+
+    return PREPAID_SCHEMA.empty_table()
+
+
+def test_a_ratable_schedule_rounds_cumulatively_and_sums_to_its_line() -> None:
+    # 1000.00 over 90 days from January 15th: cumulative 17, 45, 76, 90 days.
+    assert schedule(
+        "1000.00",
+        date(2026, 1, 15),
+        date(2026, 4, 14),
+        ["2026-01", "2026-02", "2026-03", "2026-04"],
+    ) == {
+        "2026-01": D("188.89"),  # 188.888…
+        "2026-02": D("311.11"),  # 500.00 − 188.89
+        "2026-03": D("344.44"),  # 844.44 − 500.00
+        "2026-04": D("155.56"),  # 1000.00 − 844.44
+    }
+    # A leap year's February has 29 days: 290.00 over it is 10.00 a day, all in February.
+    assert schedule("290.00", date(2028, 2, 1), date(2028, 2, 29), ["2028-02", "2028-03"]) == {
+        "2028-02": D("290.00"),
+        "2028-03": D(0),
+    }
+    # Yen have no minor unit: 100,000 over 3 days from the 30th of a 31-day month.
+    assert schedule(
+        "100000", date(2026, 10, 30), date(2026, 11, 1), ["2026-10", "2026-11"], currency="JPY"
+    ) == {"2026-10": D("66667"), "2026-11": D("33333")}
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    cents=st.integers(min_value=-10_000_000, max_value=10_000_000),
+    start=st.dates(min_value=date(2026, 1, 1), max_value=date(2028, 12, 31)),
+    days=st.integers(min_value=1, max_value=400),
+)
+def test_a_schedule_never_drifts(cents: int, start: date, days: int) -> None:
+    amount = (D(cents) / 100).quantize(D("0.01"))
+    end = start + timedelta(days=days - 1)
+    periods = []
+    first = start.replace(day=1)
+    while first <= end:
+        periods.append(first.strftime("%Y-%m"))
+        first = (first + timedelta(days=32)).replace(day=1)
+    recognized = schedule(str(amount), start, end, periods)
+    assert sum(recognized.values()) == amount
+    served = 0
+    for period, value in recognized.items():
+        first, last = month(period)
+        in_month = (min(last, end) - max(first, start)).days + 1
+        served += in_month
+        exact = amount * served / days
+        cumulative = sum(v for p, v in recognized.items() if p <= period)
+        assert cumulative == exact.quantize(D("0.01"), rounding=ROUND_HALF_EVEN)
+        assert abs(value - amount * in_month / days) <= D("0.01")
