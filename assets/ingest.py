@@ -2,13 +2,16 @@
 
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import polars as pl
+import pyarrow as pa
 
 from assets.partition_days import partition_days
 from checks import names
@@ -61,38 +64,190 @@ def ingest_one_day(
     run_id: str | None,
 ) -> DayIngest:
     """Ingest one landing day end to end: read, classify, write, record, check."""
+    (result,) = ingest_days(
+        [day],
+        landing=landing,
+        warehouse=warehouse,
+        reference=reference,
+        control_db=control_db,
+        rules=rules,
+        run_id=run_id,
+    )
+    return result
+
+
+@dataclass
+class _Landed:
+    files: list[rating_ingest.FileFingerprint]
+    lines: pa.Table
+    signature: str
+    seconds: float
+
+
+def _read_day(landing: Landing, day: date) -> _Landed:
     started = time.perf_counter()
     signature = landing.signature(day)
-    files = landing.files(day)
     # Every file is read (and every gzip stream checked) before anything is written, so an
     # unreadable file fails the day and leaves the previous outputs as they were.
-    lines, fingerprints = rating_ingest.read_landing(files)
-    read_seconds = time.perf_counter() - started
-    batch = rating_ingest.batch_id(day, fingerprints)
-    first, last = rules.dedup_window(day)
-    window = [first + timedelta(days=i) for i in range((last - first).days + 1)]
-    prior_files = warehouse.existing(USAGE_EVENTS, window)
-    # The window digest is taken from the very files deduplication reads, not from the
-    # control database, so it says exactly what this day was compared against.
-    seen_window = window_digest(
-        (date.fromisoformat(p.stem), accepted_keys_digest(warehouse, p)) for p in prior_files
-    )
-    con = warehouse.duckdb()
-    try:
-        result = rating_ingest.ingest_day(
-            con,
-            received_date=day,
-            lines=lines,
-            meters=reference.meters,
-            customer_ids=reference.customers["customer_id"].to_arrow(),
-            prior_usage_files=prior_files,
-            rules=rules,
-            ingest_batch_id=batch,
+    lines, fingerprints = rating_ingest.read_landing(landing.files(day))
+    return _Landed(fingerprints, lines, signature, time.perf_counter() - started)
+
+
+class _KeyWindow:
+    """The key indexes of the landing days a day's deduplication looks back on.
+
+    Days settled by this run are kept from memory: their files may still be on their way
+    to disk. Other days are read from their usage_events file, and kept while the file
+    is unchanged. The rows kept are bounded: beyond that, days are read again each time.
+    """
+
+    MAX_ROWS = 20_000_000  # about 560 MB: a 36-day window of some 15M events a month
+
+    def __init__(self, warehouse: Warehouse) -> None:
+        self.warehouse = warehouse
+        self.settled: dict[date, tuple[str, pa.Table]] = {}
+        self.read: dict[date, tuple[tuple[int, int], str, pa.Table]] = {}
+
+    def put(self, day: date, digest: str, keys: pa.Table) -> None:
+        self.settled[day] = (digest, keys)
+        self.read.pop(day, None)
+
+    def lookup(
+        self, con: duckdb.DuckDBPyConnection, first: date, last: date
+    ) -> tuple[list[pa.Table], str]:
+        """The window's key indexes and the digest of the day digests they come from."""
+        for kept in (self.settled, self.read):
+            for day in [d for d in kept if not first <= d <= last]:
+                del kept[day]
+        span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        indexes, digests = [], []
+        for day in span:
+            if day in self.settled:
+                digest, keys = self.settled[day]
+            else:
+                path = self.warehouse.partition_path(USAGE_EVENTS, day)
+                try:
+                    stat = path.stat()
+                except FileNotFoundError:
+                    continue
+                version = (stat.st_mtime_ns, stat.st_size)
+                cached = self.read.get(day)
+                if cached is not None and cached[0] == version:
+                    _, digest, keys = cached
+                else:
+                    digest = accepted_keys_digest(self.warehouse, path)
+                    keys = rating_ingest.read_key_index(con, path)
+                    if self._rows() + keys.num_rows <= self.MAX_ROWS:
+                        self.read[day] = (version, digest, keys)
+            indexes.append(keys)
+            digests.append((day, digest))
+        return indexes, window_digest(digests)
+
+    def _rows(self) -> int:
+        return sum(k.num_rows for _, k in self.settled.values()) + sum(
+            k.num_rows for _, _, k in self.read.values()
         )
-    finally:
-        con.close()
-    written = time.perf_counter()
-    control_db.mark_writing(day, run_id)
+
+
+def ingest_days(
+    days: Sequence[date],
+    *,
+    landing: Landing,
+    warehouse: Warehouse,
+    reference: ReferenceSnapshot,
+    control_db: ControlDb,
+    rules: rating_ingest.IngestRules,
+    run_id: str | None,
+) -> Iterator[DayIngest]:
+    """Ingest landing days in order, each day's work overlapping its neighbours'.
+
+    While a day is classified and deduplicated, the next day's files are read and the day
+    before is written and checked: the Parquet writer, the checks and the readers hold
+    one core each for much of their time, DuckDB both. A day is recorded in the control
+    database only once its files are written and checked, and a failure stops the run
+    before the next day writes anything.
+    """
+    window = _KeyWindow(warehouse)
+    customer_ids = reference.customers["customer_id"].to_arrow()
+    with (
+        ThreadPoolExecutor(1, "ingest-read") as reader,
+        ThreadPoolExecutor(1, "ingest-write") as writer,
+    ):
+        reading = reader.submit(_read_day, landing, days[0]) if days else None
+        publishing: Future[_Published] | None = None
+        for index, day in enumerate(days):
+            assert reading is not None
+            landed = reading.result()
+            reading = (
+                reader.submit(_read_day, landing, days[index + 1])
+                if index + 1 < len(days)
+                else None
+            )
+            started = time.perf_counter()
+            batch = rating_ingest.batch_id(day, landed.files)
+            con = warehouse.duckdb()
+            try:
+                classified = rating_ingest.classify_day(
+                    con,
+                    received_date=day,
+                    lines=landed.lines,
+                    meters=reference.meters,
+                    customer_ids=customer_ids,
+                    rules=rules,
+                )
+                first, last = rules.dedup_window(day)
+                # The window digest is taken from the very key indexes deduplication reads,
+                # so it says exactly what this day was compared against.
+                prior, seen_window = window.lookup(con, first, last)
+                result = rating_ingest.settle_day(
+                    con, classified, prior_keys=prior, ingest_batch_id=batch
+                )
+            finally:
+                con.close()
+            window.put(day, result.accepted_keys_digest, result.key_index)
+            seconds = time.perf_counter() - started
+            if publishing is not None:
+                yield _record(publishing.result(), control_db)
+            control_db.mark_writing(day, run_id)
+            publishing = writer.submit(
+                _publish,
+                day,
+                landed,
+                result,
+                batch=batch,
+                warehouse=warehouse,
+                seen_window=seen_window,
+                reference_digest=reference.digest,
+                rules=rules,
+                run_id=run_id,
+                seconds=seconds,
+            )
+        if publishing is not None:
+            yield _record(publishing.result(), control_db)
+
+
+@dataclass
+class _Published:
+    ingest: DayIngest
+    record: dict[str, object]
+
+
+def _publish(
+    day: date,
+    landed: _Landed,
+    result: rating_ingest.DayResult,
+    *,
+    batch: str,
+    warehouse: Warehouse,
+    seen_window: str,
+    reference_digest: str,
+    rules: rating_ingest.IngestRules,
+    run_id: str | None,
+    seconds: float,
+) -> _Published:
+    """Write a settled day's tables, check what was written, and summarise it."""
+    started = time.perf_counter()
+    fingerprints = landed.files
     warehouse.write(
         {
             USAGE_EVENTS: (
@@ -106,7 +261,7 @@ def ingest_one_day(
         }
     )
     per_file = {row["file"]: row for row in result.per_file.to_pylist()}
-    write_seconds = time.perf_counter() - written
+    write_seconds = time.perf_counter() - started
     usage = pl.from_arrow(result.usage_events)
     quarantined = pl.from_arrow(result.quarantined_events)
     duplicates = pl.from_arrow(result.duplicate_events)
@@ -120,7 +275,7 @@ def ingest_one_day(
         names.DUPLICATE_EVENTS_SCHEMA: validate_schema(DuplicateEvents, duplicates),
         names.LINES_ACCOUNTED_FOR: lines_accounted_for(raw_lines, usage, quarantined, duplicates),
     }
-    control_db.record_ingest(
+    record: dict[str, object] = dict(
         received_date=day,
         batch_id=batch,
         files=[
@@ -137,15 +292,15 @@ def ingest_one_day(
         ],
         accepted_keys_digest=result.accepted_keys_digest,
         window_digest=seen_window,
-        reference_digest=reference.digest,
-        landing_signature=signature,
+        reference_digest=reference_digest,
+        landing_signature=landed.signature,
         lateness_days=rules.lateness_days,
         run_id=run_id,
         # A blocking check gates only its own run: the close reads this status to know the
         # day passed its checks.
         status="done" if all(c.passed for c in checks.values()) else "checks_failed",
     )
-    return DayIngest(
+    ingest = DayIngest(
         day=day,
         batch_id=batch,
         raw_lines=sum(raw_lines.values()),
@@ -169,9 +324,20 @@ def ingest_one_day(
             "line_no",
         ).head(5),
         checks=checks,
-        seconds=time.perf_counter() - started,
-        timings={"read": read_seconds, **result.timings, "write": write_seconds},
+        seconds=landed.seconds + seconds + (time.perf_counter() - started),
+        timings={
+            "read": landed.seconds,
+            **result.timings,
+            "write": write_seconds,
+            "check": time.perf_counter() - started - write_seconds,
+        },
     )
+    return _Published(ingest, record)
+
+
+def _record(published: _Published, control_db: ControlDb) -> DayIngest:
+    control_db.record_ingest(**published.record)  # type: ignore[arg-type]
+    return published.ingest
 
 
 def accepted_keys_digest(warehouse: Warehouse, path: Path) -> str:
@@ -275,18 +441,18 @@ def ingest_landing_day(
     db = control_db.get()
     snapshot = reference.get().snapshot()
     results: list[DayIngest] = []
-    for index, day in enumerate(days, start=1):
-        result = ingest_one_day(
-            day,
-            landing=landing.get(),
-            warehouse=warehouse.get(),
-            reference=snapshot,
-            control_db=db,
-            rules=ingest_rules.get(),
-            run_id=context.run.run_id,
-        )
+    ingested = ingest_days(
+        days,
+        landing=landing.get(),
+        warehouse=warehouse.get(),
+        reference=snapshot,
+        control_db=db,
+        rules=ingest_rules.get(),
+        run_id=context.run.run_id,
+    )
+    for index, result in enumerate(ingested, start=1):
         context.log.info(
-            f"landing day {day} ({index}/{len(days)}): {result.raw_lines} lines → "
+            f"landing day {result.day} ({index}/{len(days)}): {result.raw_lines} lines → "
             f"{result.accepted} accepted, {result.duplicates} duplicates, "
             f"{result.quarantined} quarantined in {result.seconds:.1f}s"
         )

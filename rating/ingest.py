@@ -96,8 +96,9 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, pa.Array | None, FileFinger
     """The file's lines (gzip undone), its checksum and its line count.
 
     Lines come as text when the whole file is valid UTF-8, the usual case, checked in one
-    pass; otherwise as bytes, which DuckDB decodes line by line so that only the broken
-    lines are quarantined.
+    pass. Otherwise the lines that hold any non-ASCII byte come as bytes instead (null in
+    the text), which DuckDB decodes line by line so that only the broken lines are
+    quarantined.
     """
     try:
         payload = file.path.read_bytes()
@@ -111,34 +112,46 @@ def file_lines(file: LandingFile) -> tuple[pa.Array, pa.Array | None, FileFinger
         except (OSError, EOFError, zlib.error) as exc:
             raise LandingFileError(file.name, f"is not a readable gzip file ({exc})") from exc
     # Some exporters start files with a UTF-8 byte order mark; it is not part of line 1.
+    body = pa.py_buffer(payload)
     if payload.startswith(b"\xef\xbb\xbf"):
-        payload = payload[3:]
-    text: str | None
-    try:
-        text = payload.decode("utf-8")
-    except UnicodeDecodeError:
-        text = None
-    if text is not None:
-        lines = pc.split_pattern(pa.array([text], pa.large_string()), "\n").flatten()
-        raw_bytes = None
-    else:
-        lines = pc.split_pattern(pa.array([payload], pa.large_binary()), b"\n").flatten()
-        raw_bytes = lines
+        body = body.slice(3)
+    whole = pa.LargeBinaryArray.from_buffers(
+        pa.large_binary(), 1, [None, pa.array([0, body.size], pa.int64()).buffers()[1], body]
+    )
+    lines = pc.split_pattern(whole, b"\n").flatten()
     # A final newline ends the last line; it does not start another, empty one.
-    count = len(lines) - (1 if not payload or payload.endswith(b"\n") else 0)
+    count = len(lines) - (1 if body.size == 0 or payload.endswith(b"\n") else 0)
     lines = lines.slice(0, count)
-    if raw_bytes is not None:
-        raw_bytes = lines
-        lines = pa.nulls(count, pa.large_string())
-    return lines, raw_bytes, FileFingerprint(file.name, digest, size, count)
+    fingerprint = FileFingerprint(file.name, digest, size, count)
+    try:
+        return lines.cast(pa.large_string()), None, fingerprint
+    except pa.ArrowInvalid:
+        pass
+    non_ascii = pa.array(_non_ascii(lines))
+    text = pc.if_else(non_ascii, pa.scalar(None, pa.large_binary()), lines)
+    raw_bytes = pc.if_else(non_ascii, lines, pa.scalar(None, pa.large_binary()))
+    return text.cast(pa.large_string()), raw_bytes, fingerprint
+
+
+def _non_ascii(lines: pa.LargeBinaryArray) -> np.ndarray:
+    """Which lines hold a byte above 0x7F: one pass over the bytes, then a lookup of each
+    such byte's line among the line offsets."""
+    offsets = np.frombuffer(lines.buffers()[1], np.int64)[
+        lines.offset : lines.offset + len(lines) + 1
+    ]
+    data = np.frombuffer(lines.buffers()[2], np.uint8)[offsets[0] : offsets[-1]]
+    high = np.flatnonzero(data >= 0x80) + offsets[0]
+    flags = np.zeros(len(lines), dtype=bool)
+    flags[np.searchsorted(offsets, high, side="right") - 1] = True
+    return flags
 
 
 def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFingerprint]]:
     """All lines of a landing day as (file, line_no, raw, line), every file read first.
 
-    ``raw`` is the line's text; ``line`` holds the bytes only for files that are not valid
-    UTF-8 throughout. Files are read on a small thread pool: gzip and hashing let go of
-    the GIL.
+    ``raw`` is the line's text; ``line`` holds the bytes of the non-ASCII lines of files
+    that are not valid UTF-8 throughout, where ``raw`` is null. Files are read on a small
+    thread pool: gzip and hashing let go of the GIL.
     """
     ordered = sorted(files, key=lambda f: f.name)
     with ThreadPoolExecutor(max_workers=min(4, len(ordered) or 1)) as pool:
@@ -165,6 +178,10 @@ def read_landing(files: Sequence[LandingFile]) -> tuple[pa.Table, list[FileFinge
     ]
     fingerprints = [fingerprint for _, _, fingerprint in read]
     lines = pa.concat_tables(tables) if tables else schema.empty_table()
+    # The line's position in the day, in (file, line_no) order: one integer to join and
+    # order lines by.
+    lines = lines.append_column("rid", pa.array(np.arange(lines.num_rows, dtype=np.int64)))
+    schema = lines.schema
     # DuckDB scans an Arrow table in parallel by record batch; a file's lines arrive as one
     # batch, so they are cut into slices (zero-copy) to keep both cores busy.
     return (
@@ -204,6 +221,7 @@ class DayResult:
     duplicate_events: pa.Table
     per_file: pa.Table  # file, raw_lines, accepted, duplicates, quarantined
     accepted_keys_digest: str
+    key_index: pa.Table  # the day's accepted events, for the window of the days after it
     timings: dict[str, float]  # seconds per stage, for metadata and the benchmark
 
     @property
@@ -223,39 +241,42 @@ class DayResult:
         return int(pc.sum(self.per_file["raw_lines"]).as_py() or 0)
 
 
-# Stage 1: structure. Every line gets its CloudEvents attributes or a structural reason.
-# Each line is parsed once (json_extract with a list of paths); the checks below then work
+# One pass over the day's lines: every line gets its CloudEvents attributes or a reason,
+# and each event a meter takes gets that meter's value — one row per line, or per line ×
+# meter. Each line is parsed once (json_extract with a list of paths); the checks then work
 # on the small extracted fragments: a JSON string starts with a quote, null is 'null'.
-_PARSE = f"""
-CREATE OR REPLACE TEMP TABLE parsed AS
+# ``rid`` is the line's position in the day (files by name, then line number): it orders
+# and joins lines with one integer instead of (file, line_no).
+_CLASSIFY = f"""
+CREATE OR REPLACE TEMP TABLE classified AS
 WITH decoded AS (
-    SELECT file, line_no,
+    SELECT rid, file, line_no,
         CASE WHEN raw IS NOT NULL THEN raw ELSE try(decode(line)) END AS text
     FROM lines
 ), shaped AS (
-    SELECT file, line_no,
+    SELECT rid, file, line_no,
         CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
     FROM decoded
 ), valid AS (
-    SELECT file, line_no, raw,
+    SELECT rid, file, line_no, raw,
         raw IS NOT NULL AND json_valid(raw) AS is_json
     FROM shaped
 ), objects AS (
-    SELECT file, line_no, raw, is_json,
+    SELECT rid, file, line_no, raw, is_json,
         -- Almost every line starts with its brace; only the rest pay for a trim.
         CASE WHEN NOT is_json THEN false
              WHEN starts_with(raw, '{{') THEN true
              ELSE starts_with(ltrim(raw, {_WHITESPACE}), '{{') END AS is_object
     FROM valid
 ), fields AS (
-    SELECT file, line_no, raw, is_json, is_object,
+    SELECT rid, file, line_no, raw, is_json, is_object,
         CASE WHEN is_object THEN
             json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
                                '$.time', '$.data'])
         END AS fx
     FROM objects
 ), attrs AS (
-    SELECT file, line_no, raw, is_json, is_object,
+    SELECT rid, file, line_no, raw, is_json, is_object,
         fx[1] AS j_specversion, fx[2] AS j_id, fx[3] AS j_source, fx[4] AS j_type,
         fx[5] AS j_subject, fx[6] AS j_time, fx[7] AS j_data
     FROM fields
@@ -289,90 +310,85 @@ WITH decoded AS (
                 THEN 'invalid_field'
         END AS reason
     FROM timed
-)
-SELECT file, line_no, reason,
-    -- The detail is worked out for rejected lines only.
-    CASE WHEN reason IS NOT NULL THEN
-        CASE
-            WHEN reason = 'invalid_encoding' THEN 'bytes are not UTF-8'
-            WHEN reason = 'empty_line' THEN 'blank line'
-            WHEN reason = 'invalid_json' THEN 'not parseable as JSON: ' || left(raw, 80)
-            WHEN reason = 'not_an_object'
-                THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
-            WHEN coalesce(j_specversion IN ('null', '""'), true) THEN 'specversion is missing'
-            WHEN coalesce(j_id IN ('null', '""'), true) THEN 'id is missing'
-            WHEN coalesce(j_source IN ('null', '""'), true) THEN 'source is missing'
-            WHEN coalesce(j_type IN ('null', '""'), true) THEN 'type is missing'
-            WHEN coalesce(j_subject IN ('null', '""'), true) THEN 'subject is missing'
-            WHEN coalesce(j_time IN ('null', '""'), true) THEN 'time is missing'
-            WHEN j_specversion <> '"1.0"'
-                THEN 'specversion is ' || j_specversion || ', expected "1.0"'
-            WHEN NOT starts_with(j_id, '"') THEN 'id is ' || j_id || ', expected a string'
-            WHEN NOT starts_with(j_source, '"')
-                THEN 'source is ' || j_source || ', expected a string'
-            WHEN NOT starts_with(j_type, '"') THEN 'type is ' || j_type || ', expected a string'
-            WHEN NOT starts_with(j_subject, '"')
-                THEN 'subject is ' || j_subject || ', expected a string'
-            WHEN event_time IS NULL
-                THEN 'time is ' || j_time || ', expected RFC 3339 with an offset'
-            ELSE 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
-        END
-    END AS detail,
-    CASE WHEN starts_with(j_id, '"') THEN unquote(j_id) END AS event_id,
-    CASE WHEN starts_with(j_source, '"') THEN unquote(j_source) END AS source,
-    CASE WHEN starts_with(j_type, '"') THEN unquote(j_type) END AS event_type,
-    CASE WHEN starts_with(j_subject, '"') THEN unquote(j_subject) END AS customer_id,
-    event_time,
-    CASE WHEN starts_with(j_data, '{{') THEN j_data END AS data
-FROM judged
-"""
-
-# Stage 2: event type and time, for lines whose structure is sound.
-_TIMING = """
-CREATE OR REPLACE TEMP TABLE timed AS
-WITH limits AS (
+), parsed AS (
+    SELECT rid, file, line_no, reason,
+        -- The detail is worked out for rejected lines only.
+        CASE WHEN reason IS NOT NULL THEN
+            CASE
+                WHEN reason = 'invalid_encoding' THEN 'bytes are not UTF-8'
+                WHEN reason = 'empty_line' THEN 'blank line'
+                WHEN reason = 'invalid_json' THEN 'not parseable as JSON: ' || left(raw, 80)
+                WHEN reason = 'not_an_object'
+                    THEN 'JSON ' || lower(json_type(raw)) || ', expected an object'
+                WHEN coalesce(j_specversion IN ('null', '""'), true) THEN 'specversion is missing'
+                WHEN coalesce(j_id IN ('null', '""'), true) THEN 'id is missing'
+                WHEN coalesce(j_source IN ('null', '""'), true) THEN 'source is missing'
+                WHEN coalesce(j_type IN ('null', '""'), true) THEN 'type is missing'
+                WHEN coalesce(j_subject IN ('null', '""'), true) THEN 'subject is missing'
+                WHEN coalesce(j_time IN ('null', '""'), true) THEN 'time is missing'
+                WHEN j_specversion <> '"1.0"'
+                    THEN 'specversion is ' || j_specversion || ', expected "1.0"'
+                WHEN NOT starts_with(j_id, '"') THEN 'id is ' || j_id || ', expected a string'
+                WHEN NOT starts_with(j_source, '"')
+                    THEN 'source is ' || j_source || ', expected a string'
+                WHEN NOT starts_with(j_type, '"')
+                    THEN 'type is ' || j_type || ', expected a string'
+                WHEN NOT starts_with(j_subject, '"')
+                    THEN 'subject is ' || j_subject || ', expected a string'
+                WHEN event_time IS NULL
+                    THEN 'time is ' || j_time || ', expected RFC 3339 with an offset'
+                ELSE 'data is JSON ' || lower(json_type(j_data)) || ', expected an object'
+            END
+        END AS detail,
+        CASE WHEN starts_with(j_id, '"') THEN unquote(j_id) END AS event_id,
+        CASE WHEN starts_with(j_source, '"') THEN unquote(j_source) END AS source,
+        CASE WHEN starts_with(j_type, '"') THEN unquote(j_type) END AS event_type,
+        CASE WHEN starts_with(j_subject, '"') THEN unquote(j_subject) END AS customer_id,
+        event_time,
+        CASE WHEN starts_with(j_data, '{{') THEN j_data END AS data
+    FROM judged
+), keyed AS (
+    SELECT *,
+        CASE WHEN reason IS NULL
+             THEN customer_id IN (SELECT customer_id FROM customers) END AS known_customer,
+        -- The 128-bit event key: MD5 of (source, id) in two 64-bit halves, the same on
+        -- every machine and DuckDB version; two different events share one with odds of
+        -- about n^2 / 2^129, nil at any real volume.
+        CASE WHEN reason IS NULL THEN md5_number(source || chr(31) || event_id) END AS k
+    FROM parsed
+), limits AS (
     SELECT CAST($too_late_before AS TIMESTAMPTZ) AS too_late_before,
            CAST($future_from AS TIMESTAMPTZ) AS future_from
-)
-SELECT p.file, p.line_no,
-    CASE
-        WHEN p.reason IS NOT NULL THEN p.reason
-        WHEN p.event_type NOT IN (SELECT event_type FROM meters) THEN 'unknown_event_type'
-        WHEN p.event_time < l.too_late_before THEN 'too_late'
-        WHEN p.event_time >= l.future_from THEN 'future_time'
-    END AS reason,
-    CASE
-        WHEN p.reason IS NOT NULL THEN p.detail
-        WHEN p.event_type NOT IN (SELECT event_type FROM meters)
-            THEN 'type ' || p.event_type || ' feeds no meter in meters.yaml'
-        WHEN p.event_time < l.too_late_before
-            THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
-                 || ' is before the lateness limit '
-                 || strftime(l.too_late_before, '%Y-%m-%d')
-        WHEN p.event_time >= l.future_from
-            THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
-                 || ' is at or after ' || strftime(l.future_from, '%Y-%m-%d')
-    END AS detail
-FROM parsed p, limits l
-"""
-
-# Stage 3: each meter the event feeds takes its value; one bad value rejects the line,
-# because an event is accepted whole or not at all.
-_VALUES = f"""
-CREATE OR REPLACE TEMP TABLE metered AS
-WITH candidates AS (
-    SELECT p.file, p.line_no, p.event_id, p.source, p.customer_id, p.event_type,
-        p.event_time, p.data, m.meter, m.aggregation, m.value_property,
-        m.dim_names, m.dim_paths
-    FROM parsed p
-    JOIN timed t USING (file, line_no)
-    JOIN meters m ON m.event_type = p.event_type
-    WHERE t.reason IS NULL
+), metered AS (
+    -- Event type and time for lines whose structure is sound; then each meter the type
+    -- feeds, one row per meter (a line a meter does not take keeps its one row).
+    SELECT p.*, m.meter, m.aggregation, m.value_property,
+        coalesce(m.line_head, true) AS line_head,
+        CASE
+            WHEN p.reason IS NOT NULL THEN p.reason
+            WHEN m.meter IS NULL THEN 'unknown_event_type'
+            WHEN p.event_time < l.too_late_before THEN 'too_late'
+            WHEN p.event_time >= l.future_from THEN 'future_time'
+        END AS line_reason,
+        CASE
+            WHEN p.reason IS NOT NULL THEN p.detail
+            WHEN m.meter IS NULL THEN 'type ' || p.event_type || ' feeds no meter in meters.yaml'
+            WHEN p.event_time < l.too_late_before
+                THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
+                     || ' is before the lateness limit '
+                     || strftime(l.too_late_before, '%Y-%m-%d')
+            WHEN p.event_time >= l.future_from
+                THEN 'event_time ' || strftime(p.event_time, '%Y-%m-%dT%H:%M:%SZ')
+                     || ' is at or after ' || strftime(l.future_from, '%Y-%m-%d')
+        END AS line_detail
+    FROM keyed p
+    CROSS JOIN limits l
+    LEFT JOIN meters m ON m.event_type = p.event_type AND p.reason IS NULL
 ), valued AS (
     SELECT *,
-        CASE WHEN value_property IS NOT NULL
+        CASE WHEN line_reason IS NULL AND value_property IS NOT NULL
              THEN json_extract(data, value_property) END AS j_value
-    FROM candidates
+    FROM metered
 ), texted AS (
     -- ->> yields a scalar's text: a number as written back by DuckDB, a string unquoted.
     SELECT *, j_value ->> '$' AS value_text FROM valued
@@ -382,109 +398,99 @@ WITH candidates AS (
               AND regexp_full_match(value_text, '{_NUMBER}')
              THEN try_cast(value_text AS {QUANTITY_TYPE}) END AS number
     FROM texted
+), checked AS (
+    SELECT *,
+        CASE WHEN line_reason IS NOT NULL THEN NULL
+            WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND number IS NULL
+                THEN 'expected a number or numeric string'
+            -- JSON numbers arrive as doubles: from 16 significant digits on, the value read
+            -- may not be the value sent. Strings carry any precision.
+            -- The length tests only spare the regular expressions the short values that
+            -- cannot match them (16 digits; a point and 13 digits).
+            WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND NOT starts_with(j_value, '"')
+             AND strlen(value_text) >= 16
+             AND regexp_matches(value_text, '[.eE]')
+             AND length(regexp_replace(regexp_replace(value_text, '[eE].*$|[-.]', '', 'g'),
+                                       '^0+', '')) >= 16
+                THEN 'more digits than a JSON number holds exactly; send it as a string'
+            WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
+             AND CASE WHEN contains(value_text, 'e') OR contains(value_text, 'E')
+                      THEN try_cast(value_text AS DECIMAL(38,18)) <> number
+                      ELSE strlen(value_text) >= 14
+                           AND regexp_matches(value_text, '\\.\\d{{12}}\\d*[1-9]') END
+                THEN 'more than 12 decimal places'
+            WHEN aggregation = 'UNIQUE_COUNT' AND (j_value IS NULL OR j_value = 'null'
+                  OR starts_with(j_value, '{{') OR starts_with(j_value, '[') OR value_text = '')
+                THEN 'expected a string or number'
+        END AS value_problem,
+        CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE})
+             ELSE number END AS quantity
+    FROM numbers
 )
-SELECT file, line_no, event_id, source, customer_id, event_type, event_time, data,
-    meter, aggregation,
-    CASE WHEN aggregation = 'COUNT' THEN CAST(1 AS {QUANTITY_TYPE}) ELSE number END AS quantity,
-    CASE
-        WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND number IS NULL
-            THEN 'expected a number or numeric string'
-        -- JSON numbers arrive as doubles: from 16 significant digits on, the value read
-        -- may not be the value sent. Strings carry any precision.
-        WHEN aggregation IN ('SUM', 'MAX', 'LATEST') AND NOT starts_with(j_value, '"')
-         AND regexp_matches(value_text, '[.eE]')
-         AND length(regexp_replace(regexp_replace(value_text, '[eE].*$|[-.]', '', 'g'),
-                                   '^0+', '')) >= 16
-            THEN 'more digits than a JSON number holds exactly; send it as a string'
-        WHEN aggregation IN ('SUM', 'MAX', 'LATEST')
-         AND CASE WHEN regexp_matches(value_text, '[eE]')
-                  THEN try_cast(value_text AS DECIMAL(38,18)) <> number
-                  ELSE regexp_matches(value_text, '\\.\\d{{12}}\\d*[1-9]') END
-            THEN 'more than 12 decimal places'
-        WHEN aggregation = 'UNIQUE_COUNT' AND (j_value IS NULL OR j_value = 'null'
-              OR starts_with(j_value, '{{') OR starts_with(j_value, '[') OR value_text = '')
-            THEN 'expected a string or number'
-    END AS value_problem,
+SELECT rid, file, line_no, line_head, line_reason AS reason, line_detail AS detail,
+    event_id, source, event_type, customer_id, event_time, data,
+    meter, aggregation, quantity,
     CASE WHEN aggregation = 'UNIQUE_COUNT' THEN value_text END AS unique_value,
-    CASE WHEN len(dim_paths) = 0 THEN '{{}}'
-         ELSE CAST(to_json(map(dim_names,
-                               list_transform(dim_paths, lambda x: json_extract_string(data, x))))
-                   AS VARCHAR)
-    END AS dims,
-    j_value
-FROM numbers
-"""
-
-_VALUE_REASONS = """
-CREATE OR REPLACE TEMP TABLE value_reasons AS
-SELECT file, line_no,
-    arg_min(reason, (rank, meter)) AS reason,
-    arg_min(detail, (rank, meter)) AS detail
-FROM (
-    SELECT file, line_no, meter,
-        CASE WHEN value_problem IS NOT NULL THEN 1 WHEN quantity < 0 THEN 2 END AS rank,
-        CASE WHEN value_problem IS NOT NULL THEN 'invalid_value'
-             WHEN quantity < 0 THEN 'negative_value' END AS reason,
+    CASE WHEN line_reason IS NULL THEN __DIMS__ END AS dims,
+    -- One bad value rejects the line: an event is accepted whole or not at all.
+    CASE WHEN value_problem IS NOT NULL THEN 1 WHEN quantity < 0 THEN 2 END AS value_rank,
+    CASE WHEN value_problem IS NOT NULL OR quantity < 0 THEN
         'meter ' || meter || ': value is '
             || coalesce(CAST(j_value AS VARCHAR), 'missing') || ', '
-            || coalesce(value_problem, 'expected zero or more') AS detail
-    FROM metered
-)
-WHERE rank IS NOT NULL
-GROUP BY file, line_no
-"""
-
-_VERDICT = """
-CREATE OR REPLACE TEMP TABLE verdict AS
-SELECT p.file, p.line_no, p.event_id, p.source, p.event_type, p.customer_id, p.event_time,
-    coalesce(t.reason, v.reason,
-             CASE WHEN p.customer_id NOT IN (SELECT customer_id FROM customers)
-                  THEN 'unknown_customer' END) AS reason,
-    coalesce(t.detail, v.detail,
-             CASE WHEN p.customer_id NOT IN (SELECT customer_id FROM customers)
-                  THEN 'subject ' || p.customer_id || ' is not in customers' END) AS detail
-FROM parsed p
-JOIN timed t USING (file, line_no)
-LEFT JOIN value_reasons v USING (file, line_no)
-"""
-
-# Deduplication in small steps, each on as little data as it can: the window of earlier
-# days is scanned on the 128-bit event key alone (16 bytes a row, whatever the ids look
-# like), never on the id strings. The key is the MD5 of (source, id) in two 64-bit halves:
-# the same on every machine and DuckDB version; two different events share one with odds
-# of about n^2 / 2^129, nil at any real volume.
-_VALID_KEYS = """
-CREATE OR REPLACE TEMP TABLE valid AS
-WITH hashed AS (
-    SELECT file, line_no, source, event_id, md5_number(source || chr(31) || event_id) AS k
-    FROM verdict WHERE reason IS NULL
-)
-SELECT file, line_no, source, event_id,
+            || coalesce(value_problem, 'expected zero or more')
+    END AS value_detail,
+    known_customer,
     CAST(k & CAST(18446744073709551615 AS UHUGEINT) AS UBIGINT) AS event_key,
     CAST(k >> 64 AS UBIGINT) AS event_key_hi
-FROM hashed
+FROM checked
 """
 
+# A line's reason when one of its meters rejects its value: the first by (rank, meter).
+_VALUE_REASONS = """
+CREATE OR REPLACE TEMP TABLE value_reasons AS
+SELECT rid,
+    arg_min(CASE value_rank WHEN 1 THEN 'invalid_value' ELSE 'negative_value' END,
+            (value_rank, meter)) AS reason,
+    arg_min(value_detail, (value_rank, meter)) AS detail
+FROM classified
+WHERE value_rank IS NOT NULL
+GROUP BY rid
+"""
+
+# Valid lines, on their 128-bit key alone (16 bytes a row, whatever the ids look like):
+# deduplication is done in small steps, each on as little data as it can.
+_VALID_KEYS = """
+CREATE OR REPLACE TEMP TABLE valid AS
+SELECT rid, event_key, event_key_hi
+FROM classified
+WHERE line_head AND reason IS NULL AND known_customer
+  AND rid NOT IN (SELECT rid FROM value_reasons)
+"""
+
+# Earlier days' accepted events that today's valid lines repeat, looked up in the window's
+# key index: one row per accepted event, its 128-bit key and where it first landed.
 _WINDOW_CANDIDATES = """
 CREATE OR REPLACE TEMP TABLE candidates AS
-SELECT p.event_key, p.event_key_hi, p.received_date, p.file, p.line_no
+SELECT p.event_key, p.event_key_hi, CAST(p.received_date AS DATE) AS received_date,
+    CAST(p.file AS VARCHAR) AS file, CAST(p.line_no AS BIGINT) AS line_no
 FROM prior_keys p
 SEMI JOIN valid v ON p.event_key = v.event_key AND p.event_key_hi = v.event_key_hi
 """
 
-_FIRST_ARRIVAL = """
-CREATE OR REPLACE TEMP TABLE arrival AS
+# Re-sent copies: a valid line whose key was accepted on an earlier day, or that repeats
+# an earlier line of the same day (first by file, then line: by rid).
+_DUPLICATES_FOUND = """
+CREATE OR REPLACE TEMP TABLE dups AS
 WITH repeated AS (
     SELECT event_key FROM valid GROUP BY event_key HAVING count(*) > 1
 ), today_copies AS (
     -- Copies within the day: only keys seen twice need ordering, by the real ids.
-    SELECT v.file, v.line_no,
+    SELECT c.rid,
         row_number() OVER w AS copy_no,
-        first_value(v.file) OVER w AS first_file,
-        first_value(v.line_no) OVER w AS first_line_no
-    FROM valid v
-    SEMI JOIN repeated r USING (event_key)
-    WINDOW w AS (PARTITION BY v.source, v.event_id ORDER BY v.file, v.line_no)
+        first_value(c.rid) OVER w AS first_rid
+    FROM classified c
+    WHERE c.line_head AND c.rid IN (SELECT rid FROM valid SEMI JOIN repeated USING (event_key))
+    WINDOW w AS (PARTITION BY c.source, c.event_id ORDER BY c.rid)
 ), earlier AS (
     -- Originals accepted on earlier landing days; one row per event, its first arrival.
     SELECT c.event_key, c.event_key_hi,
@@ -493,72 +499,127 @@ WITH repeated AS (
         arg_min(c.line_no, (c.received_date, c.file, c.line_no)) AS line_no
     FROM candidates c
     GROUP BY c.event_key, c.event_key_hi
+), found AS (
+    SELECT v.rid, e.received_date, e.file, e.line_no, t.first_rid
+    FROM valid v
+    LEFT JOIN today_copies t USING (rid)
+    LEFT JOIN earlier e USING (event_key, event_key_hi)
+    WHERE e.event_key IS NOT NULL OR t.copy_no > 1
 )
-SELECT v.file, v.line_no, v.source, v.event_id, v.event_key, v.event_key_hi,
-    CASE WHEN e.event_key IS NULL AND coalesce(t.copy_no, 1) = 1 THEN 'accepted'
-         ELSE 'duplicate' END AS outcome,
-    coalesce(e.received_date, $received_date) AS first_received_date,
-    coalesce(e.file, t.first_file, v.file) AS first_file,
-    coalesce(e.line_no, t.first_line_no, v.line_no) AS first_line_no
-FROM valid v
-LEFT JOIN today_copies t USING (file, line_no)
-LEFT JOIN earlier e USING (event_key, event_key_hi)
+SELECT f.rid,
+    coalesce(f.received_date, $received_date) AS first_received_date,
+    coalesce(f.file, l.file) AS first_file,
+    coalesce(f.line_no, l.line_no) AS first_line_no
+FROM found f
+LEFT JOIN lines l ON l.rid = f.first_rid
 """
 
 _USAGE_EVENTS = """
-SELECT m.event_id, m.source, a.event_key, a.event_key_hi,
-    m.customer_id, m.event_type, m.meter, m.event_time,
-    CAST(timezone('UTC', m.event_time) AS DATE) AS usage_date,
+SELECT c.event_id, c.source, c.event_key, c.event_key_hi,
+    c.customer_id, c.event_type, c.meter, c.event_time,
+    CAST(timezone('UTC', c.event_time) AS DATE) AS usage_date,
     $received_date AS received_date,
-    m.quantity, m.unique_value, m.dims,
-    coalesce(m.data, '{}') AS data,
-    m.file, m.line_no, $batch_id AS ingest_batch_id
-FROM metered m
-JOIN arrival a ON a.file = m.file AND a.line_no = m.line_no AND a.outcome = 'accepted'
+    c.quantity, c.unique_value, c.dims,
+    coalesce(c.data, '{}') AS data,
+    c.file, c.line_no, $batch_id AS ingest_batch_id
+FROM classified c
+WHERE c.reason IS NULL AND c.known_customer
+  AND c.rid NOT IN (SELECT rid FROM value_reasons)
+  AND c.rid NOT IN (SELECT rid FROM dups)
 -- Customer and meter first: what rating reads together is stored together. The landing
 -- position breaks ties, which makes the order total and the file bytes repeatable.
-ORDER BY m.customer_id, m.meter, m.event_time, m.file, m.line_no
+ORDER BY c.customer_id, c.meter, c.event_time, c.rid
 """
 
 _QUARANTINED = """
-SELECT $received_date AS received_date, v.file, v.line_no, v.reason, v.detail,
+WITH rejected AS (
+    SELECT c.rid, c.file, c.line_no,
+        coalesce(c.reason, v.reason,
+                 CASE WHEN NOT c.known_customer THEN 'unknown_customer' END) AS reason,
+        coalesce(c.detail, v.detail,
+                 CASE WHEN NOT c.known_customer
+                      THEN 'subject ' || c.customer_id || ' is not in customers' END) AS detail,
+        c.source, c.event_id, c.event_type, c.customer_id, c.event_time
+    FROM classified c
+    LEFT JOIN value_reasons v USING (rid)
+    WHERE c.line_head AND (c.reason IS NOT NULL OR v.rid IS NOT NULL OR NOT c.known_customer)
+)
+SELECT $received_date AS received_date, r.file, r.line_no, r.reason, r.detail,
     coalesce(l.raw, try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
-    CASE WHEN v.reason = 'invalid_encoding' THEN hex(l.line) END AS raw_hex,
-    v.source, v.event_id, v.event_type, v.customer_id, v.event_time
-FROM verdict v
-JOIN parsed p USING (file, line_no)
-JOIN lines l USING (file, line_no)
-WHERE v.reason IS NOT NULL
-ORDER BY v.file, v.line_no
+    CASE WHEN r.reason = 'invalid_encoding' THEN hex(l.line) END AS raw_hex,
+    r.source, r.event_id, r.event_type, r.customer_id, r.event_time
+FROM rejected r
+JOIN lines l USING (rid)
+ORDER BY r.rid
 """
 
 _DUPLICATES = """
-SELECT $received_date AS received_date, a.file, a.line_no, a.source, a.event_id,
-    a.first_received_date, a.first_file, a.first_line_no
-FROM arrival a
-WHERE a.outcome = 'duplicate'
-ORDER BY a.file, a.line_no
+SELECT $received_date AS received_date, c.file, c.line_no, c.source, c.event_id,
+    d.first_received_date, d.first_file, d.first_line_no
+FROM dups d
+JOIN classified c ON c.rid = d.rid AND c.line_head
+ORDER BY d.rid
 """
 
 _PER_FILE = """
-SELECT v.file,
+SELECT c.file,
     count(*) AS raw_lines,
-    count(*) FILTER (WHERE a.outcome = 'accepted') AS accepted,
-    count(*) FILTER (WHERE a.outcome = 'duplicate') AS duplicates,
-    count(*) FILTER (WHERE v.reason IS NOT NULL) AS quarantined
-FROM verdict v
-LEFT JOIN arrival a USING (file, line_no)
-GROUP BY v.file
-ORDER BY v.file
+    count(*) FILTER (WHERE v.rid IS NOT NULL AND d.rid IS NULL) AS accepted,
+    count(*) FILTER (WHERE d.rid IS NOT NULL) AS duplicates,
+    count(*) FILTER (WHERE v.rid IS NULL) AS quarantined
+FROM classified c
+LEFT JOIN valid v USING (rid)
+LEFT JOIN dups d USING (rid)
+WHERE c.line_head
+GROUP BY c.file
+ORDER BY c.file
+"""
+
+# The day's accepted events for the key index of the days after it.
+_DAY_KEYS = """
+SELECT v.event_key, v.event_key_hi, $received_date AS received_date, c.file,
+    CAST(c.line_no AS INTEGER) AS line_no
+FROM valid v
+ANTI JOIN dups d USING (rid)
+JOIN classified c ON c.rid = v.rid AND c.line_head
+"""
+
+_FILE_KEYS = """
+SELECT DISTINCT event_key, event_key_hi, received_date, file,
+    CAST(line_no AS INTEGER) AS line_no
+FROM read_parquet($files)
 """
 
 # An order-free digest (XOR of per-key MD5s): no sort or string aggregation of a day's keys.
 _KEYS_DIGEST = """
 SELECT coalesce(bit_xor(event_key), 0) || '-' || coalesce(bit_xor(event_key_hi), 0)
-FROM arrival WHERE outcome = 'accepted'
+FROM valid ANTI JOIN dups USING (rid)
 """
 
-PRIOR_KEYS_COLUMNS = ("event_key", "event_key_hi", "received_date", "file", "line_no")
+
+def _dims_sql(meters: Sequence[Meter]) -> tuple[str, dict[str, object]]:
+    """The dims JSON of a meter row: the meter's group values by name, names in order.
+
+    One branch per meter that groups, each with its paths bound as constants: far cheaper
+    than a JSON map built row by row from lists of paths.
+    """
+    branches: list[str] = []
+    params: dict[str, object] = {}
+    for i, meter in enumerate(meters):
+        if not meter.group_by:
+            continue
+        pairs = []
+        for j, (name, path) in enumerate(meter.group_by.items()):
+            params[f"dim_name_{i}_{j}"] = name
+            params[f"dim_path_{i}_{j}"] = path
+            pairs.append(f"$dim_name_{i}_{j}, json_extract_string(data, $dim_path_{i}_{j})")
+        params[f"dim_meter_{i}"] = meter.slug
+        branches.append(
+            f"WHEN $dim_meter_{i} THEN CAST(json_object({', '.join(pairs)}) AS VARCHAR)"
+        )
+    if not branches:
+        return "'{}'", params
+    return f"CASE meter {' '.join(branches)} ELSE '{{}}' END", params
 
 
 # A JSON string fragment's value: most carry no escapes and are simply cut out of their
@@ -592,6 +653,132 @@ def connect(
     return con
 
 
+KEY_INDEX_SCHEMA = pa.schema(
+    [
+        ("event_key", pa.uint64()),
+        ("event_key_hi", pa.uint64()),
+        ("received_date", pa.dictionary(pa.int32(), pa.date32())),
+        ("file", pa.dictionary(pa.int32(), pa.string())),
+        ("line_no", pa.int32()),
+    ]
+)
+
+
+def key_index(keys: pa.Table) -> pa.Table:
+    """Accepted events as the window lookup reads them: keys and where they landed, in
+    about 28 bytes a row (day and file dictionary-encoded)."""
+    return pa.table(
+        [
+            keys["event_key"],
+            keys["event_key_hi"],
+            pc.dictionary_encode(keys["received_date"]),
+            pc.dictionary_encode(keys["file"]),
+            keys["line_no"],
+        ],
+        schema=KEY_INDEX_SCHEMA,
+    )
+
+
+def read_key_index(con: duckdb.DuckDBPyConnection, usage_file: Path) -> pa.Table:
+    """The key index of a day already written: from its usage_events file."""
+    return key_index(con.sql(_FILE_KEYS, params={"files": [str(usage_file)]}).to_arrow_table())
+
+
+@dataclass
+class ClassifiedDay:
+    """A landing day classified in ``con``, waiting for the window to settle duplicates."""
+
+    received_date: date
+    timings: dict[str, float]
+
+
+def _timed(
+    con: duckdb.DuckDBPyConnection,
+    timings: dict[str, float],
+    name: str,
+    sql: str,
+    params: dict[str, object] | None = None,
+) -> None:
+    started = time.perf_counter()
+    con.execute(sql, params)
+    timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
+
+
+def classify_day(
+    con: duckdb.DuckDBPyConnection,
+    *,
+    received_date: date,
+    lines: pa.Table,
+    meters: Sequence[Meter],
+    customer_ids: pa.Array,
+    rules: IngestRules,
+) -> ClassifiedDay:
+    """Classify every line of a landing day on its own: all but duplicates."""
+    # Every output is sorted explicitly; intermediate tables need no order of their own.
+    con.execute("SET preserve_insertion_order = false")
+    con.register("lines", lines)
+    con.register("meter_list", meters_table(meters))
+    # One of an event type's meters carries the line's own facts (verdict, key, counts).
+    con.execute(
+        "CREATE OR REPLACE TEMP VIEW meters AS SELECT *, "
+        "row_number() OVER (PARTITION BY event_type ORDER BY meter) = 1 AS line_head "
+        "FROM meter_list"
+    )
+    con.register("customers", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
+    too_late_before = received_date - timedelta(days=rules.lateness_days)
+    future_from = received_date + timedelta(days=rules.future_days)
+    timings: dict[str, float] = {}
+    dims, dims_params = _dims_sql(meters)
+    _timed(
+        con,
+        timings,
+        "parse",
+        _CLASSIFY.replace("__DIMS__", dims),
+        {
+            "too_late_before": f"{too_late_before.isoformat()} 00:00:00+00",
+            "future_from": f"{future_from.isoformat()} 00:00:00+00",
+            **dims_params,
+        },
+    )
+    _timed(con, timings, "validate", _VALUE_REASONS)
+    _timed(con, timings, "validate", _VALID_KEYS)
+    return ClassifiedDay(received_date, timings)
+
+
+def settle_day(
+    con: duckdb.DuckDBPyConnection,
+    day: ClassifiedDay,
+    *,
+    prior_keys: Sequence[pa.Table],
+    ingest_batch_id: str,
+) -> DayResult:
+    """Settle duplicates against the window's key index and assemble the day's tables."""
+    timings = day.timings
+    started = time.perf_counter()
+    con.register(
+        "prior_keys",
+        pa.concat_tables(prior_keys) if prior_keys else KEY_INDEX_SCHEMA.empty_table(),
+    )
+    timings["deduplicate"] = time.perf_counter() - started
+    received_date = day.received_date
+    _timed(con, timings, "deduplicate", _WINDOW_CANDIDATES)
+    _timed(con, timings, "deduplicate", _DUPLICATES_FOUND, {"received_date": received_date})
+    started = time.perf_counter()
+    params = {"received_date": received_date, "batch_id": ingest_batch_id}
+    on_day = {"received_date": received_date}
+    result = DayResult(
+        usage_events=con.sql(_USAGE_EVENTS, params=params).to_arrow_table(),
+        quarantined_events=con.sql(_QUARANTINED, params=on_day).to_arrow_table(),
+        duplicate_events=con.sql(_DUPLICATES, params=on_day).to_arrow_table(),
+        per_file=con.sql(_PER_FILE).to_arrow_table(),
+        accepted_keys_digest=str(con.sql(_KEYS_DIGEST).fetchall()[0][0]),
+        key_index=key_index(con.sql(_DAY_KEYS, params=on_day).to_arrow_table()),
+        timings=timings,
+    )
+    timings["assemble"] = time.perf_counter() - started
+    return result
+
+
 def ingest_day(
     con: duckdb.DuckDBPyConnection,
     *,
@@ -604,55 +791,13 @@ def ingest_day(
     ingest_batch_id: str,
 ) -> DayResult:
     """Classify every line of a landing day; prior days' accepted events decide duplicates."""
-    con.register("lines", lines)
-    con.register("meters", meters_table(meters))
-    con.register("customers", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
-    if prior_usage_files:
-        # A view, not a table: DuckDB reads only the two key columns it needs, and only
-        # where they match today's valid keys.
-        con.read_parquet([str(p) for p in prior_usage_files]).select(
-            ", ".join(PRIOR_KEYS_COLUMNS)
-        ).create_view("prior_keys", replace=True)
-    else:
-        con.execute(
-            "CREATE OR REPLACE TEMP VIEW prior_keys AS SELECT NULL::UBIGINT AS event_key, "
-            "NULL::UBIGINT AS event_key_hi, NULL::DATE AS received_date, "
-            "NULL::VARCHAR AS file, NULL::BIGINT AS line_no WHERE false"
-        )
-    too_late_before = received_date - timedelta(days=rules.lateness_days)
-    future_from = received_date + timedelta(days=rules.future_days)
-    timings: dict[str, float] = {}
-
-    def stage(name: str, sql: str, params: dict[str, object] | None = None) -> None:
-        started = time.perf_counter()
-        con.execute(sql, params)
-        timings[name] = timings.get(name, 0.0) + time.perf_counter() - started
-
-    stage("parse", _PARSE)
-    stage(
-        "validate",
-        _TIMING,
-        {
-            "too_late_before": f"{too_late_before.isoformat()} 00:00:00+00",
-            "future_from": f"{future_from.isoformat()} 00:00:00+00",
-        },
+    day = classify_day(
+        con,
+        received_date=received_date,
+        lines=lines,
+        meters=meters,
+        customer_ids=customer_ids,
+        rules=rules,
     )
-    stage("validate", _VALUES)
-    stage("validate", _VALUE_REASONS)
-    stage("validate", _VERDICT)
-    stage("deduplicate", _VALID_KEYS)
-    stage("deduplicate", _WINDOW_CANDIDATES)
-    stage("deduplicate", _FIRST_ARRIVAL, {"received_date": received_date})
-    started = time.perf_counter()
-    params = {"received_date": received_date, "batch_id": ingest_batch_id}
-    day = {"received_date": received_date}
-    result = DayResult(
-        usage_events=con.sql(_USAGE_EVENTS, params=params).to_arrow_table(),
-        quarantined_events=con.sql(_QUARANTINED, params=day).to_arrow_table(),
-        duplicate_events=con.sql(_DUPLICATES, params=day).to_arrow_table(),
-        per_file=con.sql(_PER_FILE).to_arrow_table(),
-        accepted_keys_digest=str(con.sql(_KEYS_DIGEST).fetchall()[0][0]),
-        timings=timings,
-    )
-    timings["assemble"] = time.perf_counter() - started
-    return result
+    prior = [read_key_index(con, p) for p in prior_usage_files]
+    return settle_day(con, day, prior_keys=prior, ingest_batch_id=ingest_batch_id)
