@@ -260,26 +260,32 @@ WITH priced_items AS (
 ), percentage_events AS (
     SELECT i.item_no, e.event_time, e.event_order, e.amount,
         coalesce(i.free_events, 0) > 0 OR coalesce(i.free_amount, 0) > 0 AS has_allowance,
-        coalesce(i.free_events, 0) AS free_events
+        coalesce(i.free_events, 0) AS free_events,
+        epoch_us(e.event_time) // 86400000000 AS day
     FROM _mc_events e JOIN priced_items i USING (item_id)
     WHERE i.model = 'percentage'
 ), allowance_ends AS (
     -- Order only matters inside an allowance. With a count of free events it can cover no
-    -- more than the item's first free_events events: those up to the time of the last of
-    -- them (ties on it included, their order settled below). Without a count it can run
-    -- over all of them.
-    SELECT item_no, max(event_time) AS last_time
+    -- more than the item's first free_events events, which lie in the days up to the one
+    -- where the count is reached (counted per day: no sort of all the events). Without a
+    -- count it can run over all of them.
+    SELECT item_no, min(day) AS last_day
     FROM (
-        SELECT item_no, event_time, free_events,
-            row_number() OVER (PARTITION BY item_no ORDER BY event_time) AS by_time
-        FROM percentage_events
-        WHERE has_allowance AND free_events > 0
+        SELECT item_no, day, free_events,
+            sum(events) OVER (PARTITION BY item_no ORDER BY day) AS events_through
+        FROM (
+            SELECT item_no, day, any_value(free_events) AS free_events, count(*) AS events
+            FROM percentage_events
+            WHERE has_allowance AND free_events > 0
+            GROUP BY item_no, day
+        )
     )
-    WHERE by_time <= free_events
+    WHERE events_through >= free_events
     GROUP BY item_no
 ), zoned AS (
     SELECT p.item_no, p.event_time, p.event_order, p.amount,
-        p.has_allowance AND (p.free_events = 0 OR p.event_time <= a.last_time) AS ordered
+        p.has_allowance
+            AND (p.free_events = 0 OR a.last_day IS NULL OR p.day <= a.last_day) AS ordered
     FROM percentage_events p LEFT JOIN allowance_ends a USING (item_no)
 ), ordered_events AS (
     -- The order events are free in: by time, then the caller's tie-break; then amount, so
@@ -299,24 +305,29 @@ WITH priced_items AS (
 ), allowance AS (
     -- A free_events or free_amount of 0 is no allowance at all, as if unset; otherwise,
     -- with both, the allowance ends with whichever runs out first. Events past the
-    -- allowance's reach pay in full, whatever their order.
+    -- allowance's reach pay in full, whatever their order: the same fee for the same
+    -- amount, worked out once per amount (``events`` of them).
     SELECT e.item_no, e.amount, e.amount_before, i.rate, i.fixed_amount,
         i.min_per_event, i.max_per_event,
         nullif(i.free_amount, {_ZERO}) AS free_amount,
         (coalesce(i.free_events, 0) > 0 OR coalesce(i.free_amount, 0) > 0)
             AND (coalesce(i.free_events, 0) = 0 OR e.event_no <= i.free_events)
             AND (coalesce(i.free_amount, 0) = 0 OR e.amount_before < i.free_amount)
-            AS in_allowance
+            AS in_allowance,
+        1 AS events
     FROM ordered_events e JOIN priced_items i USING (item_no)
     UNION ALL
     SELECT z.item_no, z.amount, NULL, i.rate, i.fixed_amount, i.min_per_event,
-        i.max_per_event, nullif(i.free_amount, {_ZERO}), false
-    FROM zoned z JOIN priced_items i USING (item_no)
-    WHERE NOT z.ordered
+        i.max_per_event, nullif(i.free_amount, {_ZERO}), false, z.events
+    FROM (
+        SELECT item_no, amount, count(*) AS events FROM zoned WHERE NOT ordered
+        GROUP BY item_no, amount
+    ) z
+    JOIN priced_items i USING (item_no)
 ), chargeable AS (
     -- Inside the allowance an event is free up to what is left of free_amount (all of it
     -- when only free_events is set); the rate applies to the rest, the part above.
-    SELECT item_no, rate, fixed_amount, min_per_event, max_per_event, in_allowance,
+    SELECT item_no, rate, fixed_amount, min_per_event, max_per_event, in_allowance, events,
         CAST(CASE
             WHEN NOT in_allowance THEN amount
             WHEN free_amount IS NULL THEN {_ZERO}
@@ -326,14 +337,14 @@ WITH priced_items AS (
 ), event_fees AS (
     -- A wholly free event pays nothing; any other pays rate on its chargeable part plus
     -- the fixed fee (the crossing event too), clamped to [min_per_event, max_per_event].
-    SELECT item_no, min_per_event, max_per_event,
+    SELECT item_no, min_per_event, max_per_event, events,
         NOT (in_allowance AND chargeable = 0) AS paid,
         CAST(mc_half_even(chargeable * rate, {_RATE_PQ}, false)
              * CAST(0.01 AS DECIMAL(3,2))
              + coalesce(fixed_amount, {_ZERO}) AS {AMOUNT_TYPE}) AS fee
     FROM chargeable
 ), clamped AS (
-    SELECT item_no, paid,
+    SELECT item_no, paid, events,
         CAST(CASE
             WHEN NOT paid THEN {_ZERO}
             WHEN max_per_event IS NOT NULL
@@ -343,8 +354,8 @@ WITH priced_items AS (
     FROM event_fees
 ), percentage AS (
     SELECT i.item_id,
-        CAST(count(*) FILTER (WHERE c.paid) AS {AMOUNT_TYPE}) AS paid_events,
-        CAST(coalesce(sum(c.fee), 0) AS {AMOUNT_TYPE}) AS fees
+        CAST(coalesce(sum(c.events) FILTER (WHERE c.paid), 0) AS {AMOUNT_TYPE}) AS paid_events,
+        CAST(coalesce(sum(c.fee * c.events), 0) AS {AMOUNT_TYPE}) AS fees
     FROM priced_items i LEFT JOIN clamped c USING (item_no)
     WHERE i.model = 'percentage'
     GROUP BY i.item_id
