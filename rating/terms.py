@@ -243,7 +243,8 @@ def reference_tables(
     }
 
 
-# Plan segments: each contract's days in the month, cut where its plan changes.
+# Plan segments: each contract's days in the month, cut where its plan changes, with the
+# plan in force on a segment's first day (the latest plan change on or before it).
 _SEGMENTS = """
 CREATE OR REPLACE TEMP TABLE segments AS
 WITH active AS (
@@ -260,23 +261,19 @@ WITH active AS (
     SELECT contract_id, cut AS segment_start,
         lead(cut) OVER (PARTITION BY contract_id ORDER BY cut) AS next_cut
     FROM cuts
+), cut AS (
+    SELECT s.contract_id, a.customer_id, s.segment_start,
+        least(coalesce(s.next_cut - 1, $month_end), coalesce(a.last_day, $month_end),
+              $month_end) AS segment_end,
+        a.plan_id AS base_plan_id, a.billing_alignment
+    FROM spans s JOIN active a USING (contract_id)
+    WHERE s.segment_start <= least(coalesce(a.last_day, $month_end), $month_end)
 )
-SELECT s.contract_id, a.customer_id, s.segment_start,
-    least(coalesce(s.next_cut - 1, $month_end), coalesce(a.last_day, $month_end), $month_end)
-        AS segment_end,
-    a.plan_id AS base_plan_id, a.billing_alignment
-FROM spans s JOIN active a USING (contract_id)
-WHERE s.segment_start <= least(coalesce(a.last_day, $month_end), $month_end)
-"""
-
-# The plan in force on a segment's first day: the latest plan change on or before it.
-_SEGMENT_PLANS = """
-CREATE OR REPLACE TEMP TABLE segment_plans AS
-SELECT s.*, coalesce(p.plan_id, s.base_plan_id) AS plan_id,
+SELECT c.*, coalesce(p.plan_id, c.base_plan_id) AS plan_id,
     coalesce(p.effective_date, DATE '0001-01-01') AS plan_since
-FROM segments s
+FROM cut c
 ASOF LEFT JOIN (SELECT * FROM term_changes WHERE type = 'plan_change') p
-    ON s.contract_id = p.contract_id AND s.segment_start >= p.effective_date
+    ON c.contract_id = p.contract_id AND c.segment_start >= p.effective_date
 """
 
 # Each usage charge of the plan in force, cut again where that charge's price is
@@ -287,7 +284,7 @@ CREATE OR REPLACE TEMP TABLE charge_terms AS
 WITH plan_charges AS (
     SELECT sp.contract_id, sp.customer_id, sp.segment_start AS plan_start,
         sp.segment_end AS plan_end, sp.plan_id, sp.plan_since, pu.* EXCLUDE (plan_id)
-    FROM segment_plans sp
+    FROM segments sp
     JOIN plan_usage pu USING (plan_id)
 ), cuts AS (
     SELECT contract_id, plan_start, charge_id, plan_start AS cut FROM plan_charges
@@ -305,18 +302,15 @@ WITH plan_charges AS (
     SELECT pc.*, s.cut AS segment_start, coalesce(s.next_cut - 1, pc.plan_end) AS segment_end
     FROM spans s JOIN plan_charges pc USING (contract_id, plan_start, charge_id)
 ), overridden AS (
-    SELECT b.contract_id, b.segment_start, b.charge_id, o.field,
-        arg_max(o.value, o.effective_date) AS value,
-        max(o.effective_date) AS since
+    -- Per field, the latest override on or before the segment's first day.
+    SELECT b.contract_id, b.segment_start, b.charge_id,
+        {overrides},
+        max(o.effective_date) FILTER (WHERE o.field = 'tiers') AS tiers_since
     FROM base b
     JOIN price_overrides o
       ON o.contract_id = b.contract_id AND o.charge_id = b.charge_id
      AND o.effective_date <= b.segment_start AND o.effective_date >= b.plan_since
-    GROUP BY ALL
-), wide AS (
-    PIVOT overridden ON field IN ({fields}) USING any_value(value) AS value,
-        any_value(since) AS since
-    GROUP BY contract_id, segment_start, charge_id
+    GROUP BY b.contract_id, b.segment_start, b.charge_id
 )
 SELECT b.contract_id, b.customer_id, b.segment_start, b.segment_end,
     (b.segment_end - b.segment_start) + 1 AS segment_days,
@@ -326,7 +320,7 @@ SELECT b.contract_id, b.customer_id, b.segment_start, b.segment_end,
     {parameters},
     w.tiers_since
 FROM base b
-LEFT JOIN wide w USING (contract_id, segment_start, charge_id)
+LEFT JOIN overridden w USING (contract_id, segment_start, charge_id)
 """
 
 _TERM_TIERS = """
@@ -356,10 +350,13 @@ def terms_in_force(
         con.register(name, table)
     month = {"month_start": month_start, "month_end": month_end}
     con.execute(_SEGMENTS, month)
-    con.execute(_SEGMENT_PLANS)
-    fields = [*PRICE_PARAMETERS, "included_units", "minimum_amount", "tiers"]
-    parameters = ",\n    ".join(f"coalesce(w.{p}_value, b.{p}) AS {p}" for p in PRICE_PARAMETERS)
-    con.execute(
-        _CHARGE_TERMS.format(fields=", ".join(f"'{f}'" for f in fields), parameters=parameters)
+    # Under its former name too: segments now carry their plan.
+    con.execute("CREATE OR REPLACE TEMP VIEW segment_plans AS SELECT * FROM segments")
+    fields = [*PRICE_PARAMETERS, "included_units", "minimum_amount"]
+    overrides = ",\n        ".join(
+        f"arg_max(o.value, o.effective_date) FILTER (WHERE o.field = '{f}') AS {f}_value"
+        for f in fields
     )
+    parameters = ",\n    ".join(f"coalesce(w.{p}_value, b.{p}) AS {p}" for p in PRICE_PARAMETERS)
+    con.execute(_CHARGE_TERMS.format(overrides=overrides, parameters=parameters))
     con.execute(_TERM_TIERS)
