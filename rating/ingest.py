@@ -348,21 +348,22 @@ WITH decoded AS (
         CASE WHEN starts_with(j_data, '{{') THEN j_data END AS data
     FROM judged
 ), keyed AS (
-    SELECT *,
-        CASE WHEN reason IS NULL
-             THEN customer_id IN (SELECT customer_id FROM customers) END AS known_customer,
+    SELECT p.*, cu.customer_rank,
+        CASE WHEN p.reason IS NULL THEN cu.customer_rank IS NOT NULL END AS known_customer,
         -- The 128-bit event key: MD5 of (source, id) in two 64-bit halves, the same on
         -- every machine and DuckDB version; two different events share one with odds of
         -- about n^2 / 2^129, nil at any real volume.
-        CASE WHEN reason IS NULL THEN md5_number(source || chr(31) || event_id) END AS k
-    FROM parsed
+        CASE WHEN p.reason IS NULL
+             THEN md5_number(p.source || chr(31) || p.event_id) END AS k
+    FROM parsed p
+    LEFT JOIN customers cu ON cu.customer_id = p.customer_id AND p.reason IS NULL
 ), limits AS (
     SELECT CAST($too_late_before AS TIMESTAMPTZ) AS too_late_before,
            CAST($future_from AS TIMESTAMPTZ) AS future_from
 ), metered AS (
     -- Event type and time for lines whose structure is sound; then each meter the type
     -- feeds, one row per meter (a line a meter does not take keeps its one row).
-    SELECT p.*, m.meter, m.aggregation, m.value_property,
+    SELECT p.*, m.meter, m.meter_rank, m.aggregation, m.value_property,
         coalesce(m.line_head, true) AS line_head,
         CASE
             WHEN p.reason IS NOT NULL THEN p.reason
@@ -439,7 +440,7 @@ SELECT rid, file, line_no, line_head, line_reason AS reason, line_detail AS deta
             || coalesce(CAST(j_value AS VARCHAR), 'missing') || ', '
             || coalesce(value_problem, 'expected zero or more')
     END AS value_detail,
-    known_customer,
+    known_customer, customer_rank, meter_rank,
     CAST(k & CAST(18446744073709551615 AS UHUGEINT) AS UBIGINT) AS event_key,
     CAST(k >> 64 AS UBIGINT) AS event_key_hi
 FROM checked
@@ -527,8 +528,9 @@ WHERE c.reason IS NULL AND c.known_customer
   AND c.rid NOT IN (SELECT rid FROM value_reasons)
   AND c.rid NOT IN (SELECT rid FROM dups)
 -- Customer and meter first: what rating reads together is stored together. The landing
--- position breaks ties, which makes the order total and the file bytes repeatable.
-ORDER BY c.customer_id, c.meter, c.event_time, c.rid
+-- position breaks ties, which makes the order total and the file bytes repeatable. The
+-- ranks sort as customer_id and meter do, and far faster than the strings.
+ORDER BY c.customer_rank, c.meter_rank, c.event_time, c.rid
 """
 
 _QUARANTINED = """
@@ -720,11 +722,17 @@ def classify_day(
     con.register("meter_list", meters_table(meters))
     # One of an event type's meters carries the line's own facts (verdict, key, counts).
     con.execute(
-        "CREATE OR REPLACE TEMP VIEW meters AS SELECT *, "
-        "row_number() OVER (PARTITION BY event_type ORDER BY meter) = 1 AS line_head "
+        "CREATE OR REPLACE TEMP TABLE meters AS SELECT *, "
+        "row_number() OVER (PARTITION BY event_type ORDER BY meter) = 1 AS line_head, "
+        "row_number() OVER (ORDER BY meter) AS meter_rank "
         "FROM meter_list"
     )
-    con.register("customers", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
+    con.register("customer_list", pa.table({"customer_id": pa.array(customer_ids, pa.string())}))
+    con.execute(
+        "CREATE OR REPLACE TEMP TABLE customers AS "
+        "SELECT customer_id, row_number() OVER (ORDER BY customer_id) AS customer_rank "
+        "FROM (SELECT DISTINCT customer_id FROM customer_list WHERE customer_id IS NOT NULL)"
+    )
     too_late_before = received_date - timedelta(days=rules.lateness_days)
     future_from = received_date + timedelta(days=rules.future_days)
     timings: dict[str, float] = {}
