@@ -27,7 +27,7 @@ from collections.abc import Sequence
 import duckdb
 import pyarrow as pa
 
-from rating.currency import AMOUNT_TYPE, currency_table, install_rounding
+from rating.currency import AMOUNT_TYPE, ONE_E_MINUS_12, currency_table, install_rounding
 from rating.errors import ReferenceDataError
 
 MODELS = ("per_unit", "graduated", "volume", "package", "percentage", "graduated_percentage")
@@ -232,9 +232,14 @@ LIMIT 1
 _PRICE = f"""
 WITH priced_items AS (
     -- item_no: a number for each item, cheaper than its id to partition events by.
+    -- rate_e8: the rate × 10^8 as an integer, when the rate has at most 8 decimals.
     SELECT i.*, c.minor_units,
         CAST(c.pow10 AS HUGEINT) AS pow10, CAST(c.pow10_rest AS HUGEINT) AS pow10_rest,
-        row_number() OVER (ORDER BY i.item_id) AS item_no
+        row_number() OVER (ORDER BY i.item_id) AS item_no,
+        CASE WHEN i.model = 'percentage' AND abs(i.rate) < 1000000
+              AND CAST(CAST(i.rate * 100000000 AS HUGEINT) AS DECIMAL(38,0))
+                  * CAST(0.00000001 AS DECIMAL(9,8)) = i.rate
+             THEN CAST(i.rate * 100000000 AS HUGEINT) END AS rate_e8
     FROM _mc_items i JOIN _mc_currencies c ON c.code = i.currency
 ), tier_ranges AS (
     -- Tier k holds the units in (up_to of tier k-1, up_to of tier k]; tier 1 starts at 0.
@@ -307,7 +312,7 @@ WITH priced_items AS (
     -- with both, the allowance ends with whichever runs out first. Events past the
     -- allowance's reach pay in full, whatever their order: the same fee for the same
     -- amount, worked out once per amount (``events`` of them).
-    SELECT e.item_no, e.amount, e.amount_before, i.rate, i.fixed_amount,
+    SELECT e.item_no, e.amount, e.amount_before, i.rate, i.rate_e8, i.fixed_amount,
         i.min_per_event, i.max_per_event,
         nullif(i.free_amount, {_ZERO}) AS free_amount,
         (coalesce(i.free_events, 0) > 0 OR coalesce(i.free_amount, 0) > 0)
@@ -317,7 +322,7 @@ WITH priced_items AS (
         1 AS events
     FROM ordered_events e JOIN priced_items i USING (item_no)
     UNION ALL
-    SELECT z.item_no, z.amount, NULL, i.rate, i.fixed_amount, i.min_per_event,
+    SELECT z.item_no, z.amount, NULL, i.rate, i.rate_e8, i.fixed_amount, i.min_per_event,
         i.max_per_event, nullif(i.free_amount, {_ZERO}), false, z.events
     FROM (
         SELECT item_no, amount, count(*) AS events FROM zoned WHERE NOT ordered
@@ -327,7 +332,8 @@ WITH priced_items AS (
 ), chargeable AS (
     -- Inside the allowance an event is free up to what is left of free_amount (all of it
     -- when only free_events is set); the rate applies to the rest, the part above.
-    SELECT item_no, rate, fixed_amount, min_per_event, max_per_event, in_allowance, events,
+    SELECT item_no, rate, rate_e8, fixed_amount, min_per_event, max_per_event, in_allowance,
+        events,
         CAST(CASE
             WHEN NOT in_allowance THEN amount
             WHEN free_amount IS NULL THEN {_ZERO}
@@ -337,12 +343,27 @@ WITH priced_items AS (
 ), event_fees AS (
     -- A wholly free event pays nothing; any other pays rate on its chargeable part plus
     -- the fixed fee (the crossing event too), clamped to [min_per_event, max_per_event].
+    -- A chargeable amount in whole cents times a rate of at most 8 decimals has at most
+    -- 10 decimals in percent: the rounding at the 10th changes nothing, and the fee is
+    -- worked out in integers (cents × rate_e8, in units of 10^-12), exactly and without
+    -- the 128-bit divisions rounding takes. The cents come from a DOUBLE but are only used
+    -- once checked exact; anything else, and products too large for DECIMAL(38,24) (which
+    -- raise there), takes the rounding.
     SELECT item_no, min_per_event, max_per_event, events,
         NOT (in_allowance AND chargeable = 0) AS paid,
-        CAST(mc_half_even(chargeable * rate, {_RATE_PQ}, false)
-             * CAST(0.01 AS DECIMAL(3,2))
-             + coalesce(fixed_amount, {_ZERO}) AS {AMOUNT_TYPE}) AS fee
-    FROM chargeable
+        CAST(CASE
+            WHEN rate_e8 IS NOT NULL AND abs(chargeable) < 1000000000000000
+             AND CAST(cents AS DECIMAL(38,0)) * CAST(0.01 AS DECIMAL(3,2)) = chargeable
+             AND abs(cents * rate_e8) < CAST(100000000000000000000000000 AS HUGEINT)
+                THEN CAST(CAST(cents * rate_e8 AS DECIMAL(38,0)) * {ONE_E_MINUS_12}
+                          AS {AMOUNT_TYPE})
+            ELSE CAST(mc_half_even(chargeable * rate, {_RATE_PQ}, false)
+                      * CAST(0.01 AS DECIMAL(3,2)) AS {AMOUNT_TYPE})
+        END + coalesce(fixed_amount, {_ZERO}) AS {AMOUNT_TYPE}) AS fee
+    FROM (
+        SELECT *, CAST(round(CAST(chargeable AS DOUBLE) * 100) AS HUGEINT) AS cents
+        FROM chargeable
+    )
 ), clamped AS (
     SELECT item_no, paid, events,
         CAST(CASE

@@ -429,6 +429,13 @@ PERCENTAGE_PLANS: dict[str, dict[str, Any]] = {
     "kwd": {"rate": "1", "currency": "KWD"},
     # 2.9% + 0.30 (Stripe's card fee, as in Lago's template) on 12.34: 0.35786 + 0.30.
     "card-fee": {"rate": "2.9", "fixed_amount": "0.30"},
+    # amount × rate is rounded half-even at its 10th decimal (then / 100): 5e-11 → 0,
+    # 1.5e-10 → 2e-10, 2.5e-10 → 2e-10; 4e-10 in all, 4e-12 after / 100.
+    "tie-at-the-rounding": {"rate": "5"},
+    # The same ties below zero round the same way: -4e-12.
+    "negative-tie": {"rate": "-5"},
+    # A rate of 9 decimals: 10 × 1.000000001 = 10.00000001 (exact), / 100.
+    "nine-decimal-rate": {"rate": "1.000000001"},
 }
 PERCENTAGE_EVENTS: dict[str, list[tuple[int, str, str]]] = {
     "lago-doc": [(0, "1", "200"), (1, "2", "100"), (2, "3", "100"), (3, "4", "50")],
@@ -445,6 +452,17 @@ PERCENTAGE_EVENTS: dict[str, list[tuple[int, str, str]]] = {
     "jpy": [(0, "1", "25"), (1, "2", "10")],
     "kwd": [(0, "1", "1.25")],
     "card-fee": [(0, "1", "12.34")],
+    "tie-at-the-rounding": [
+        (0, "1", "0.00000000001"),
+        (1, "2", "0.00000000003"),
+        (2, "3", "0.00000000005"),
+    ],
+    "negative-tie": [
+        (0, "1", "0.00000000001"),
+        (1, "2", "0.00000000003"),
+        (2, "3", "0.00000000005"),
+    ],
+    "nine-decimal-rate": [(0, "1", "10")],
 }
 # item → (amount_precise, amount, paid events)
 PERCENTAGE_EXPECTED: dict[str, tuple[str, str, int]] = {
@@ -464,6 +482,9 @@ PERCENTAGE_EXPECTED: dict[str, tuple[str, str, int]] = {
     "jpy": ("3.5", "4", 2),
     "kwd": ("0.0125", "0.012", 1),
     "card-fee": ("0.65786", "0.66", 1),
+    "tie-at-the-rounding": ("0.000000000004", "0.00", 3),
+    "negative-tie": ("-0.000000000004", "0.00", 3),
+    "nine-decimal-rate": ("0.1000000001", "0.10", 1),
 }
 
 
@@ -793,6 +814,39 @@ def test_percentage_order_settles_ties_in_time(
         assert rows[i]["amount_precise"] == percentage_oracle(
             plan, [Decimal(a) for _, _, a in in_order]
         )
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    rates=st.lists(
+        st.integers(min_value=0, max_value=12).flatmap(
+            lambda places: st.decimals(min_value=-50, max_value=50, places=places)
+        ),
+        min_size=1,
+        max_size=6,
+    ),
+    amounts=st.lists(
+        st.integers(min_value=0, max_value=12).flatmap(
+            lambda places: st.decimals(min_value=0, max_value=10**6, places=places)
+        )
+        | st.sampled_from([Decimal("0.00000000001"), Decimal("0.00000000003")]),
+        min_size=1,
+        max_size=12,
+    ),
+)
+def test_percentage_fees_are_exact_at_any_scale(
+    rates: list[Decimal], amounts: list[Decimal]
+) -> None:
+    """Amounts and rates of any scale up to 12 decimals, ties at the rounding included."""
+    ids = [f"s{i}" for i in range(len(rates))]
+    plans = [{"rate": str(r), "fixed_amount": "0.01"} for r in rates]
+    items = items_table(
+        [{"item_id": i, "model": "percentage", **p} for i, p in zip(ids, plans, strict=True)]
+    )
+    events = events_table({i: [(n, "x", str(a)) for n, a in enumerate(amounts)] for i in ids})
+    rows = priced(items, None, events)
+    for i, plan in zip(ids, plans, strict=True):
+        assert rows[i]["amount_precise"] == percentage_oracle(plan, amounts)
 
 
 @st.composite
