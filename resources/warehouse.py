@@ -58,11 +58,16 @@ class Warehouse:
         value = metadata.get(key.encode())
         return value.decode() if value is not None else None
 
-    def write(self, tables: Mapping[str, tuple[date | str, pa.Table]]) -> dict[str, Path]:
+    def write(
+        self,
+        tables: Mapping[str, tuple[date | str, pa.Table]],
+        options: Mapping[str, Mapping[str, object]] | None = None,
+    ) -> dict[str, Path]:
         """Write several tables' partitions: all to temporary files first, then rename each.
 
         A failure before the renames leaves every earlier version in place; a rename is
-        atomic on one filesystem, so a reader never sees half a file.
+        atomic on one filesystem, so a reader never sees half a file. ``options`` adds
+        writer settings for a table (fixed ones: reruns must give the same bytes).
         """
         staged: list[tuple[Path, Path]] = []
         try:
@@ -70,7 +75,8 @@ class Warehouse:
                 final = self.partition_path(table, partition)
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
-                pq.write_table(data, tmp, **_PARQUET_OPTIONS)  # type: ignore[arg-type]
+                settings = {**_PARQUET_OPTIONS, **(options or {}).get(table, {})}
+                pq.write_table(data, tmp, **settings)  # type: ignore[arg-type]
                 staged.append((tmp, final))
         except BaseException:
             for tmp, _ in staged:
