@@ -126,34 +126,39 @@ def _read_day(landing: Landing, day: date) -> _Landed:
 class _KeyWindow:
     """The key indexes of the landing days a day's deduplication looks back on.
 
-    Days settled by this run are kept from memory: their files may still be on their way
-    to disk. Other days are read from their usage_events file, and kept while the file
-    is unchanged. The rows kept are bounded: beyond that, days are read again each time.
+    Days settled by this run are kept as they were settled: the last one may still be on
+    its way to disk. Other days are read from their usage_events file, and kept while the
+    file is unchanged. The rows kept are bounded: beyond that, the oldest days are let go
+    and read again from their files when needed (the last settled day is always kept).
     """
 
     MAX_ROWS = 20_000_000  # about 560 MB: a 36-day window of some 15M events a month
 
     def __init__(self, warehouse: Warehouse) -> None:
         self.warehouse = warehouse
-        self.settled: dict[date, tuple[str, pa.Table]] = {}
-        self.read: dict[date, tuple[tuple[int, int], str, pa.Table]] = {}
+        # day → (file version it was read from, or None if settled here; digest; keys)
+        self.kept: dict[date, tuple[tuple[int, int] | None, str, pa.Table]] = {}
 
     def put(self, day: date, digest: str, keys: pa.Table) -> None:
-        self.settled[day] = (digest, keys)
-        self.read.pop(day, None)
+        self.kept.pop(day, None)
+        self.kept[day] = (None, digest, keys)
+        for old in sorted(self.kept)[:-1]:
+            if sum(k.num_rows for _, _, k in self.kept.values()) <= self.MAX_ROWS:
+                break
+            if old != day:
+                del self.kept[old]
 
     def lookup(
         self, con: duckdb.DuckDBPyConnection, first: date, last: date
     ) -> tuple[list[pa.Table], str]:
         """The window's key indexes and the digest of the day digests they come from."""
-        for kept in (self.settled, self.read):
-            for day in [d for d in kept if not first <= d <= last]:
-                del kept[day]
-        span = [first + timedelta(days=i) for i in range((last - first).days + 1)]
+        for day in [d for d in self.kept if not first <= d <= last]:
+            del self.kept[day]
         indexes, digests = [], []
-        for day in span:
-            if day in self.settled:
-                digest, keys = self.settled[day]
+        for day in (first + timedelta(days=i) for i in range((last - first).days + 1)):
+            kept = self.kept.get(day)
+            if kept is not None and kept[0] is None:
+                _, digest, keys = kept
             else:
                 path = self.warehouse.partition_path(USAGE_EVENTS, day)
                 try:
@@ -161,22 +166,17 @@ class _KeyWindow:
                 except FileNotFoundError:
                     continue
                 version = (stat.st_mtime_ns, stat.st_size)
-                cached = self.read.get(day)
-                if cached is not None and cached[0] == version:
-                    _, digest, keys = cached
+                if kept is not None and kept[0] == version:
+                    _, digest, keys = kept
                 else:
                     digest = accepted_keys_digest(self.warehouse, path)
                     keys = rating_ingest.read_key_index(con, path)
-                    if self._rows() + keys.num_rows <= self.MAX_ROWS:
-                        self.read[day] = (version, digest, keys)
+                    rows = sum(k.num_rows for _, _, k in self.kept.values())
+                    if rows + keys.num_rows <= self.MAX_ROWS:
+                        self.kept[day] = (version, digest, keys)
             indexes.append(keys)
             digests.append((day, digest))
         return indexes, window_digest(digests)
-
-    def _rows(self) -> int:
-        return sum(k.num_rows for _, k in self.settled.values()) + sum(
-            k.num_rows for _, _, k in self.read.values()
-        )
 
 
 def ingest_days(

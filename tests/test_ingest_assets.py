@@ -10,6 +10,7 @@ import dagster as dg
 import polars as pl
 import pytest
 
+from assets import ingest as ingest_module
 from assets.ingest import ingest_landing_day
 from assets.usage import daily_usage
 from checks import names
@@ -168,3 +169,43 @@ def test_unreadable_gzip_fails_the_day_naming_the_file_and_writes_nothing(
     ):
         materialize(resources, DAY)
     assert not (data_dir / "warehouse" / "usage_events").exists()
+
+
+@pytest.mark.parametrize("kept_rows", [None, 1])
+def test_a_range_in_one_run_settles_copies_against_days_still_being_written(
+    land: LandFn, resources, data_dir: Path, monkeypatch: pytest.MonkeyPatch, kept_rows: int | None
+) -> None:
+    # Days of a range overlap: a day is deduplicated while the day before is still being
+    # written. With a key window too small to keep earlier days, they are read back from
+    # their files; the outcome must be the same either way.
+    if kept_rows is not None:
+        monkeypatch.setattr(ingest_module._KeyWindow, "MAX_ROWS", kept_rows)
+    days = [date(2026, 9, d) for d in (1, 2, 3, 4)]
+    e = {n: event(f"e-{n}", time="2026-09-01T10:00:00Z") for n in range(1, 6)}
+    land(days[0], "a.ndjson", [e[1], e[2]])
+    land(days[1], "a.ndjson", [e[1], e[3]])
+    land(days[2], "a.ndjson", [e[3], e[4], e[4]])
+    land(days[3], "b.ndjson", [e[2], e[4], e[5]])
+    results = list(
+        ingest_module.ingest_days(
+            days,
+            landing=resources["landing"].get(),
+            warehouse=resources["warehouse"].get(),
+            reference=resources["reference"].get().snapshot(),
+            control_db=resources["control_db"].get(),
+            rules=resources["ingest_rules"].get(),
+            run_id="test",
+        )
+    )
+    assert [(r.day, r.accepted, r.duplicates) for r in results] == [
+        (days[0], 2, 0),
+        (days[1], 1, 1),
+        (days[2], 1, 2),
+        (days[3], 1, 2),
+    ]
+    assert all(c.passed for r in results for c in r.checks.values())
+    firsts = table(data_dir / "warehouse", "duplicate_events", days[3])
+    assert firsts.select("event_id", "first_received_date", "first_line_no").rows() == [
+        ("e-2", days[0], 2),
+        ("e-4", days[2], 2),
+    ]
