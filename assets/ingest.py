@@ -1,5 +1,6 @@
 """Ingest: a landing day's telemetry into usage_events, quarantined_events, duplicate_events."""
 
+import contextlib
 import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
@@ -205,55 +206,67 @@ def ingest_days(
     ):
         reading = reader.submit(_read_day, landing, days[0]) if days else None
         publishing: Future[_Published] | None = None
-        for index, day in enumerate(days):
-            assert reading is not None
-            landed = reading.result()
-            reading = (
-                reader.submit(_read_day, landing, days[index + 1])
-                if index + 1 < len(days)
-                else None
-            )
-            started = time.perf_counter()
-            batch = rating_ingest.batch_id(day, landed.files)
-            con = warehouse.duckdb()
-            try:
-                classified = rating_ingest.classify_day(
-                    con,
-                    received_date=day,
-                    lines=landed.lines,
-                    meters=reference.meters,
-                    customer_ids=customer_ids,
+        try:
+            for index, day in enumerate(days):
+                assert reading is not None
+                landed = reading.result()
+                reading = (
+                    reader.submit(_read_day, landing, days[index + 1])
+                    if index + 1 < len(days)
+                    else None
+                )
+                started = time.perf_counter()
+                batch = rating_ingest.batch_id(day, landed.files)
+                con = warehouse.duckdb()
+                try:
+                    classified = rating_ingest.classify_day(
+                        con,
+                        received_date=day,
+                        lines=landed.lines,
+                        meters=reference.meters,
+                        customer_ids=customer_ids,
+                        rules=rules,
+                    )
+                    first, last = rules.dedup_window(day)
+                    # The window digest is taken from the very key indexes deduplication reads,
+                    # so it says exactly what this day was compared against.
+                    looked_up = time.perf_counter()
+                    prior, seen_window = window.lookup(con, first, last)
+                    classified.timings["deduplicate"] = time.perf_counter() - looked_up
+                    result = rating_ingest.settle_day(
+                        con, classified, prior_keys=prior, ingest_batch_id=batch
+                    )
+                finally:
+                    con.close()
+                window.put(day, result.accepted_keys_digest, result.key_index)
+                seconds = time.perf_counter() - started
+                if publishing is not None:
+                    done, publishing = publishing, None
+                    yield _record(done.result(), control_db)
+                control_db.mark_writing(day, run_id)
+                publishing = writer.submit(
+                    _publish,
+                    day,
+                    landed,
+                    result,
+                    batch=batch,
+                    warehouse=warehouse,
+                    seen_window=seen_window,
+                    reference_digest=reference.digest,
                     rules=rules,
+                    run_id=run_id,
+                    seconds=seconds,
                 )
-                first, last = rules.dedup_window(day)
-                # The window digest is taken from the very key indexes deduplication reads,
-                # so it says exactly what this day was compared against.
-                prior, seen_window = window.lookup(con, first, last)
-                result = rating_ingest.settle_day(
-                    con, classified, prior_keys=prior, ingest_batch_id=batch
-                )
-            finally:
-                con.close()
-            window.put(day, result.accepted_keys_digest, result.key_index)
-            seconds = time.perf_counter() - started
             if publishing is not None:
-                yield _record(publishing.result(), control_db)
-            control_db.mark_writing(day, run_id)
-            publishing = writer.submit(
-                _publish,
-                day,
-                landed,
-                result,
-                batch=batch,
-                warehouse=warehouse,
-                seen_window=seen_window,
-                reference_digest=reference.digest,
-                rules=rules,
-                run_id=run_id,
-                seconds=seconds,
-            )
-        if publishing is not None:
-            yield _record(publishing.result(), control_db)
+                done, publishing = publishing, None
+                yield _record(done.result(), control_db)
+        except BaseException:
+            # The day before may have been written whole: record it, so that it is not
+            # taken for an interrupted write. Its own failure, if any, yields to this one.
+            if publishing is not None:
+                with contextlib.suppress(Exception):
+                    _record(publishing.result(), control_db)
+            raise
 
 
 @dataclass

@@ -786,7 +786,7 @@ def settle_day(
         "prior_keys",
         pa.concat_tables(prior_keys) if prior_keys else KEY_INDEX_SCHEMA.empty_table(),
     )
-    timings["deduplicate"] = time.perf_counter() - started
+    timings["deduplicate"] = timings.get("deduplicate", 0.0) + time.perf_counter() - started
     received_date = day.received_date
     _timed(con, timings, "deduplicate", _WINDOW_CANDIDATES)
     _timed(con, timings, "deduplicate", _DUPLICATES_FOUND, {"received_date": received_date})

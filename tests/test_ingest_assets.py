@@ -209,3 +209,27 @@ def test_a_range_in_one_run_settles_copies_against_days_still_being_written(
         ("e-2", days[0], 2),
         ("e-4", days[2], 2),
     ]
+
+
+def test_an_unreadable_day_in_a_range_keeps_the_days_before_it_done(
+    land: LandFn, resources, data_dir: Path
+) -> None:
+    first, second = date(2026, 9, 1), date(2026, 9, 2)
+    land(first, "a.ndjson", [event("e-1", time="2026-09-01T10:00:00Z")])
+    land(second, "a.ndjson.gz", [event("e-2", time="2026-09-01T10:00:00Z")])
+    (data_dir / "landing/usage" / second.isoformat() / "a.ndjson.gz").write_bytes(b"\x1f\x8bxx")
+    control_db = resources["control_db"].get()
+    with pytest.raises(Exception, match=r"landing file 2026-09-02/a\.ndjson\.gz"):
+        list(
+            ingest_module.ingest_days(
+                [first, second],
+                landing=resources["landing"].get(),
+                warehouse=resources["warehouse"].get(),
+                reference=resources["reference"].get().snapshot(),
+                control_db=control_db,
+                rules=resources["ingest_rules"].get(),
+                run_id="test",
+            )
+        )
+    assert [(d.received_date, d.status) for d in control_db.days()] == [(first, "done")]
+    assert not (data_dir / "warehouse/usage_events" / f"{second}.parquet").exists()
