@@ -2,6 +2,7 @@
 
 from collections.abc import Iterator
 from datetime import date, timedelta
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -17,10 +18,10 @@ from rating import ingest as rating_ingest
 from rating.billing import billable_usage as rate_month
 from rating.ingest import IngestRules
 from rating.terms import reference_tables, terms_in_force
-from resources.control_db import ControlDbResource
-from resources.landing import IngestRulesResource, LandingResource
+from resources.control_db import ControlDb, ControlDbResource
+from resources.landing import IngestRulesResource, Landing, LandingResource
 from resources.reference import ReferenceDataResource
-from resources.warehouse import WarehouseResource
+from resources.warehouse import Warehouse, WarehouseResource
 
 BILLABLE_USAGE = "billable_usage"
 
@@ -32,6 +33,35 @@ def landing_window(first: date, last: date, rules: IngestRules) -> tuple[date, d
         first - timedelta(days=rules.future_days - 1),
         last + timedelta(days=rules.lateness_days),
     )
+
+
+def month_usage_files(
+    landing: Landing, store: Warehouse, db: ControlDb, rules: IngestRules, period: str
+) -> tuple[list[Path], list[Path]]:
+    """The usage_events and daily_usage files of every landing day a month's events can
+    arrive on — once each of those days is completely ingested."""
+    first, last = month_bounds(period)
+    first_landing, late_until = landing_window(first, last, rules)
+    landed = [d for d in landing.days() if first_landing <= d <= late_until]
+    done = {r.received_date for r in db.days(first_landing, late_until) if r.status == "done"}
+    missing = [d for d in landed if d not in done]
+    if missing:
+        # A blocking check gates only steps of its own run: the month is rated only from
+        # landing days whose ingest completed (and passed its checks) in an earlier run.
+        raise RuntimeError(
+            "landing days not ingested, or whose checks failed: "
+            f"{', '.join(map(str, missing[:5]))}"
+            f"{' …' if len(missing) > 5 else ''}; materialize usage_events for them first"
+        )
+    files = store.existing(USAGE_EVENTS, landed)
+    days = store.existing(DAILY_USAGE, landed)
+    if len(days) != len(landed):
+        have = {p.stem for p in days}
+        lacking = [d.isoformat() for d in landed if d.isoformat() not in have]
+        raise RuntimeError(
+            f"daily_usage missing for landing days {', '.join(lacking[:5])}: materialize it first"
+        )
+    return files, days
 
 
 def month_bounds(period: str) -> tuple[date, date]:
@@ -74,28 +104,13 @@ def billable_usage(
     period = context.partition_key[:7]
     first, last = month_bounds(period)
     store = warehouse.get()
-    first_landing, late_until = landing_window(first, last, ingest_rules.get())
-    landed = [d for d in landing.get().days() if first_landing <= d <= late_until]
     db = control_db.get()
-    done = {r.received_date for r in db.days(first_landing, late_until) if r.status == "done"}
-    db.dispose()
-    missing = [d for d in landed if d not in done]
-    if missing:
-        # A blocking check gates only steps of its own run: the month is rated only from
-        # landing days whose ingest completed (and passed its checks) in an earlier run.
-        raise RuntimeError(
-            "landing days not ingested, or whose checks failed: "
-            f"{', '.join(map(str, missing[:5]))}"
-            f"{' …' if len(missing) > 5 else ''}; materialize usage_events for them first"
-        )
-    files = store.existing(USAGE_EVENTS, landed)
-    days = store.existing(DAILY_USAGE, landed)
-    if len(days) != len(landed):
-        have = {p.stem for p in days}
-        lacking = [d.isoformat() for d in landed if d.isoformat() not in have]
-        raise RuntimeError(
-            f"daily_usage missing for landing days {', '.join(lacking[:5])}: materialize it first"
-        )
+    try:
+        # A closed month is never rewritten (late events are booked in the open period).
+        db.refuse_if_locked(period)
+        files, days = month_usage_files(landing.get(), store, db, ingest_rules.get(), period)
+    finally:
+        db.dispose()
     ref = reference.get()
     meters = ref.meters()
     plans = ref.plans()

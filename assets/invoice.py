@@ -7,18 +7,25 @@ from datetime import date, timedelta
 import dagster as dg
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets.billing import BILLABLE_USAGE, month_bounds
+from assets.billing import BILLABLE_USAGE, landing_window, month_bounds, month_usage_files
 from assets.ingest import check_result
 from checks import names
 from checks.invoice import invoice_ties_to_billable_usage, prepaid_ties
 from checks.outcome import markdown_table, validate_schema
-from checks.schemas import InvoiceLines, PrepaidBalances
+from checks.schemas import INVOICE_KINDS, InvoiceLines, PrepaidBalances
 from dagster_project.partitions import close_monthly_partition
+from rating import ingest as rating_ingest
+from rating.billing import billable_usage as rate_month
+from rating.ingest import IngestRules
 from rating.invoice import invoice_lines as issue_invoices
+from rating.invoice import prior_period_adjustments
 from rating.terms import reference_tables, terms_in_force
-from resources.reference import ReferenceDataResource
+from resources.control_db import ControlDb, ControlDbResource
+from resources.landing import IngestRulesResource, Landing, LandingResource
+from resources.reference import ReferenceData, ReferenceDataResource
 from resources.warehouse import Warehouse, WarehouseResource
 
 INVOICE_LINES = "invoice_lines"
@@ -105,8 +112,16 @@ def invoice_lines(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
+    control_db: ControlDbResource,
+    landing: LandingResource,
+    ingest_rules: IngestRulesResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     period = context.partition_key[:7]
+    db = control_db.get()
+    try:
+        db.refuse_if_locked(period)
+    finally:
+        db.dispose()
     first, last = month_bounds(period)
     store = warehouse.get()
     billable_path = store.partition_path(BILLABLE_USAGE, period)
@@ -134,6 +149,19 @@ def invoice_lines(
         )
     finally:
         con.close()
+    # Locked months whose late events can still land, and months a controller asked to
+    # reprocess: restated from today's data, the difference billed in this month.
+    rules = ingest_rules.get()
+    db = control_db.get()
+    try:
+        restated = restated_months(db, rules, period)
+        adjustments = [
+            restate(store, landing.get(), db, rules, ref, month, period) for month in restated
+        ]
+    finally:
+        db.dispose()
+    if adjustments:
+        lines = sort_lines(pa.concat_tables([lines, *(a.cast(lines.schema) for a in adjustments)]))
     store.write({INVOICE_LINES: (period, lines), PREPAID_BALANCES: (period, balances)})
     frame = pl.from_arrow(lines)
     prepaid = pl.from_arrow(balances)
@@ -203,6 +231,91 @@ def invoice_lines(
     )
     yield check_result(
         names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS, prepaid_key, [(day, prepaid_ties(frame, prepaid))]
+    )
+
+
+def restated_months(db: ControlDb, rules: IngestRules, period: str) -> list[str]:
+    """Locked months before ``period`` whose late events may land on its landing days, and
+    those a controller asked to reprocess."""
+    first, _ = month_bounds(period)
+    late = [
+        lock.period
+        for lock in db.locks()
+        if lock.period < period and landing_window(*month_bounds(lock.period), rules)[1] >= first
+    ]
+    return sorted({*late, *db.reprocessing(period)})
+
+
+def restate(
+    store: Warehouse,
+    landing: Landing,
+    db: ControlDb,
+    rules: IngestRules,
+    ref: ReferenceData,
+    month: str,
+    period: str,
+) -> pa.Table:
+    """``month`` rated and invoiced again from today's events and reference data (its own
+    partitions stay as they were locked), compared with what was issued for it and adjusted
+    since: the adjustment lines of ``period``."""
+    first, last = month_bounds(month)
+    files, days = month_usage_files(landing, store, db, rules, month)
+    plans = ref.plans()
+    contracts = ref.contracts(plans)
+    customers = ref.customers().select("customer_id", "entity_id", "currency").to_arrow()
+    before = store.partition_path(PREPAID_BALANCES, previous_period(month))
+    con = store.duckdb()
+    try:
+        terms_in_force(con, reference_tables(plans, contracts), first, last)
+        billable = rate_month(
+            con,
+            files,
+            rating_ingest.meters_table(ref.meters()),
+            month,
+            first,
+            last,
+            daily_usage_files=days,
+        )
+        restated, _ = issue_invoices(
+            con,
+            billable,
+            customers,
+            ref.credits(contracts, plans),
+            pq.read_table(before) if before.exists() else None,
+            month,
+            first,
+            last,
+        )
+        issued = pq.read_table(store.partition_path(INVOICE_LINES, month))
+        between = [
+            store.partition_path(INVOICE_LINES, p)
+            for p in store.partitions(INVOICE_LINES)
+            if month < p < period
+        ]
+        earlier = (
+            pa.concat_tables([pq.read_table(p).cast(restated.schema) for p in between]).filter(
+                pc.equal(pc.field("kind"), "prior_period_adjustment")
+            )
+            if between
+            else restated.schema.empty_table()
+        )
+        _, period_end = month_bounds(period)
+        return prior_period_adjustments(con, restated, issued, earlier, month, period, period_end)
+    finally:
+        con.close()
+
+
+def sort_lines(lines: pa.Table) -> pa.Table:
+    """Invoice lines in their published order: date, invoice, kind, line id."""
+    frame = pl.from_arrow(lines)
+    assert isinstance(frame, pl.DataFrame)
+    order = {kind: n for n, kind in enumerate(INVOICE_KINDS)}
+    return (
+        frame.with_columns(_rank=pl.col("kind").replace_strict(order, return_dtype=pl.Int32))
+        .sort("invoice_date", "invoice_id", "_rank", "line_id")
+        .drop("_rank")
+        .to_arrow()
+        .cast(lines.schema)
     )
 
 

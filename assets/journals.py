@@ -16,6 +16,7 @@ from checks.outcome import markdown_table, validate_schema
 from checks.schemas import JournalLines
 from dagster_project.partitions import close_monthly_partition
 from rating.journals import journal_lines as book_month
+from resources.control_db import ControlDbResource
 from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
 
@@ -65,8 +66,14 @@ def journal_lines(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
+    control_db: ControlDbResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     period = context.partition_key[:7]
+    db = control_db.get()
+    try:
+        db.refuse_if_locked(period)
+    finally:
+        db.dispose()
     first, last = month_bounds(period)
     store = warehouse.get()
     history = invoice_history(store, period)

@@ -14,6 +14,7 @@ from checks.outcome import markdown_table, validate_schema
 from checks.schemas import RevenueSchedule
 from dagster_project.partitions import close_monthly_partition
 from rating.revenue import revenue_schedule as schedule_month
+from resources.control_db import ControlDbResource
 from resources.warehouse import WarehouseResource
 
 REVENUE_SCHEDULE = "revenue_schedule"
@@ -37,9 +38,16 @@ REVENUE_SCHEDULE = "revenue_schedule"
     ],
 )
 def revenue_schedule(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
+    context: dg.AssetExecutionContext,
+    warehouse: WarehouseResource,
+    control_db: ControlDbResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     period = context.partition_key[:7]
+    db = control_db.get()
+    try:
+        db.refuse_if_locked(period)
+    finally:
+        db.dispose()
     first, last = month_bounds(period)
     store = warehouse.get()
     history = invoice_history(store, period)

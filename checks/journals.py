@@ -53,3 +53,29 @@ def lines_mapped(lines: pl.DataFrame) -> CheckOutcome:
         ),
         metadata={"unmapped": markdown_table(summary)},
     )
+
+
+def reconciliation_explained(reconciliation: pl.DataFrame) -> CheckOutcome:
+    """No control with a variance nothing explains."""
+    unexplained = reconciliation.filter(pl.col("status") == "unexplained")
+    explained = reconciliation.filter(pl.col("status") == "explained")
+    return CheckOutcome(
+        passed=unexplained.height == 0,
+        description=(
+            f"{unexplained.height} control(s) with an unexplained variance"
+            if unexplained.height
+            else f"{reconciliation.height} controls: {explained.height} explained variance(s), "
+            "the rest tie"
+        ),
+        metadata={
+            "controls": reconciliation.height,
+            "unexplained": markdown_table(
+                unexplained.select(
+                    "entity_id", "currency", "control", "expected", "actual", "variance"
+                )
+            ),
+            "explained": markdown_table(
+                explained.select("entity_id", "control", "variance", "explanation")
+            ),
+        },
+    )

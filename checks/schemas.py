@@ -185,6 +185,7 @@ INVOICE_KINDS = [
     "commitment_true_up",
     "recurring",
     "recurring_adjustment",
+    "prior_period_adjustment",
     "credit",
     "prepaid_drawdown",
 ]
@@ -214,6 +215,8 @@ class InvoiceLines(pa.DataFrameModel):
     prepaid_applied: QUANTITY = pa.Field(ge=0)  # type: ignore[valid-type]
     source_ref: str
     description: str
+    service_period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    adjusts_line_id: str = pa.Field(nullable=True)
 
     class Config:
         strict = True
@@ -238,7 +241,7 @@ class InvoiceLines(pa.DataFrameModel):
         return data.lazyframe.select(
             pl.when(kind.is_in(["credit", "prepaid_drawdown"]))
             .then(pl.col("amount") <= 0)
-            .when(kind == "recurring_adjustment")
+            .when(kind.is_in(["recurring_adjustment", "prior_period_adjustment"]))
             .then(pl.lit(True))
             .otherwise(pl.col("amount") >= 0)
             & ((pl.col("prepaid_applied") == 0) | pl.col("product_id").is_not_null())
@@ -371,3 +374,25 @@ class JournalLines(pa.DataFrameModel):
                 | (pl.col("functional_credit") == 0)
             )
         )
+
+
+class Exceptions(pa.DataFrameModel):
+    """One business exception a controller must act on."""
+
+    exception_id: str = pa.Field(str_startswith="EX-")
+    period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
+    kind: str
+    severity: str = pa.Field(isin=["high", "medium", "low", "info"])
+    entity_id: str = pa.Field(nullable=True)
+    contract_id: str = pa.Field(nullable=True)
+    customer_id: str = pa.Field(nullable=True)
+    reason: str
+    action: str
+    count: pl.Int64 = pa.Field(ge=1)
+    amount: QUANTITY = pa.Field(nullable=True)  # type: ignore[valid-type]
+    currency: str = pa.Field(nullable=True)
+    status: str = pa.Field(isin=["open", "resolved"])
+
+    class Config:
+        strict = True
+        unique = ["exception_id"]  # noqa: RUF012

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import getpass
 import os
 import sys
 import time
@@ -20,6 +21,8 @@ if TYPE_CHECKING:
 DEMO_MONTHS = ("2026-09", "2026-10")
 DEMO_EVENTS = 4000
 DEMO_SEED = 7
+# The demo closes and locks the sample months as a named system user.
+DEMO_CONTROLLER = "meterclose-demo"
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 
@@ -158,11 +161,75 @@ def _run_ranges(settings: Settings, days: Sequence[date]) -> list[str]:
     ]
 
 
-def run_billing(settings: Settings, periods: Sequence[str]) -> None:
-    """Materialise billable_usage and invoice_lines for each month, in order (prepaid
-    balances carry from one month to the next), in process, through the billing job."""
-    for period in periods:
-        _execute(settings, "close_job", f"closing {period}", partition_key=f"{period}-01")
+def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None) -> None:
+    """Close each month in order (balances carry from one month to the next), in process,
+    through the close job; then, with ``locked_by``, lock it. A month already locked is
+    left as it is."""
+    from resources.control_db import ControlDb
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        for period in periods:
+            lock = db.lock(period)
+            if lock is not None:
+                _say(
+                    f"{period} is closed: locked by {lock.locked_by} at "
+                    f"{lock.locked_at:%Y-%m-%d %H:%M} UTC (run {lock.run_id}), left as it is"
+                )
+                continue
+            run_id = _execute(
+                settings, "close_job", f"closing {period}", partition_key=f"{period}-01"
+            )
+            if locked_by is not None:
+                lock_period(settings, period, locked_by, run_id)
+    finally:
+        db.dispose()
+
+
+def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) -> None:
+    """Lock a closed month — only if its reconciliation has no unexplained variance — and
+    keep a snapshot of the reference data it was closed with."""
+    import polars as pl
+
+    from resources.control_db import ControlDb
+    from resources.reference import ReferenceData
+
+    path = settings.warehouse_dir / "reconciliation" / f"{period}.parquet"
+    if not path.exists():
+        raise SystemExit(f"{period} has not been closed: no reconciliation at {path}")
+    unexplained = pl.read_parquet(path).filter(pl.col("status") == "unexplained")
+    if unexplained.height:
+        raise SystemExit(
+            f"{period} cannot be locked: {unexplained.height} unexplained variance(s) in "
+            f"its reconciliation ({', '.join(unexplained['control'].unique().sort())})"
+        )
+    reference = ReferenceData(settings.reference_dir, settings.reference_url)
+    digest, snapshot = reference.snapshot_to(settings.warehouse_dir / "_snapshots", period)
+    db = ControlDb(settings.control_db_url)
+    try:
+        db.record_lock(period, locked_by, run_id, digest, str(snapshot))
+    finally:
+        db.dispose()
+    _say(f"{period} locked by {locked_by}; reference data kept in {snapshot}")
+
+
+def _last_close_run(period: str) -> str:
+    """The id of the latest successful close_job run of a month, from the Dagster instance."""
+    import dagster as dg
+
+    instance = dg.DagsterInstance.get()
+    records = instance.get_run_records(
+        dg.RunsFilter(
+            job_name="close_job",
+            statuses=[dg.DagsterRunStatus.SUCCESS],
+            tags={"dagster/partition": f"{period}-01"},
+        ),
+        limit=1,
+    )
+    if not records:
+        raise SystemExit(f"{period} has no successful close run: close it first")
+    return str(records[0].dagster_run.run_id)
 
 
 def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str:
@@ -321,6 +388,37 @@ def _print_journals(settings: Settings, periods: Sequence[str]) -> None:
                 f"{row['credit']:,.{places}f}",
             )
     Console().print(table)
+    _print_reconciliation(settings, periods)
+
+
+def _print_reconciliation(settings: Settings, periods: Sequence[str]) -> None:
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title="Reconciliation and exceptions")
+    columns = ("period", "controls", "tied", "explained", "unexplained", "exceptions")
+    for column in (*columns, "of which high"):
+        table.add_column(column, justify="right")
+    explained: list[str] = []
+    for period in periods:
+        controls = pl.read_parquet(settings.warehouse_dir / "reconciliation" / f"{period}.parquet")
+        queue = pl.read_parquet(settings.warehouse_dir / "exceptions" / f"{period}.parquet")
+        status = dict(controls.group_by("status").len().iter_rows())
+        table.add_row(
+            period,
+            str(controls.height),
+            *(str(status.get(s, 0)) for s in ("tied", "explained", "unexplained")),
+            str(queue.height),
+            str(queue.filter(pl.col("severity") == "high").height),
+        )
+        explained += [
+            f"  {period} {r['entity_id']} {r['control']}: {r['explanation']}"
+            for r in controls.filter(pl.col("status") != "tied").iter_rows(named=True)
+        ]
+    Console().print(table)
+    if explained:
+        _say("variances and why:\n" + "\n".join(explained))
 
 
 def _places(currency: str) -> int:
@@ -357,13 +455,45 @@ def cmd_close(args: argparse.Namespace) -> int:
         return 1
     run_ingest(settings, days)
     _print_summary(settings, days)
-    run_billing(settings, [args.period])
+    run_close(settings, [args.period], None if args.no_lock else args.by)
     _print_billing(settings, [args.period])
     _refresh_views(settings)
     _say(
-        f"{args.period} is rated, invoiced, scheduled and booked (billable_usage, "
-        "invoice_lines, revenue_schedule, journal_lines); reconciliation and the "
-        "month-end lock are not built yet"
+        f"{args.period} is rated, invoiced, scheduled, booked and reconciled "
+        "(billable_usage, invoice_lines, revenue_schedule, journal_lines, reconciliation, "
+        "exceptions)" + (", not locked (--no-lock)" if args.no_lock else " and locked")
+    )
+    return 0
+
+
+def cmd_lock(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    from resources.control_db import ControlDb
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    db.dispose()
+    lock_period(settings, args.period, args.by, _last_close_run(args.period))
+    return 0
+
+
+def cmd_reprocess(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    from resources.control_db import ControlDb, PeriodLockedError
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        booked_in = db.request_reprocess(args.period, args.by, args.reason)
+    except PeriodLockedError as exc:
+        raise SystemExit(str(exc)) from None
+    finally:
+        db.dispose()
+    _say(
+        f"{args.period} will be restated from today's events and reference data when "
+        f"{booked_in} (the open period) is closed; the difference is billed and booked there "
+        f"as prior-period adjustments, and {args.period} stays as it was locked. Close it "
+        f"now with: meterclose close --period {booked_in}"
     )
     return 0
 
@@ -383,7 +513,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     run_ingest(settings, days)
     _print_summary(settings, days)
     periods = complete_months(days)
-    run_billing(settings, periods)
+    run_close(settings, periods, DEMO_CONTROLLER)
     _print_billing(settings, periods)
     _refresh_views(settings)
     _say(f"\ndone in {time.perf_counter() - started:.1f}s")
@@ -484,10 +614,44 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     close = commands.add_parser("close", help="materialise a month's partitions and its close")
     close.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    close.add_argument(
+        "--by",
+        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
+        help="who closes the month, recorded with its lock (default: $METERCLOSE_CONTROLLER, "
+        "then the login name)",
+    )
+    close.add_argument(
+        "--no-lock",
+        action="store_true",
+        help="a preliminary close: compute and check everything, lock nothing",
+    )
     close.set_defaults(handler=cmd_close)
 
+    lock = commands.add_parser(
+        "lock", help="lock a month closed by the schedule or the UI, once reviewed"
+    )
+    lock.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    lock.add_argument(
+        "--by",
+        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
+        help="who locks the month (default: $METERCLOSE_CONTROLLER, then the login name)",
+    )
+    lock.set_defaults(handler=cmd_lock)
+
+    reprocess = commands.add_parser(
+        "reprocess", help="restate a locked month; the difference is booked in the open period"
+    )
+    reprocess.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    reprocess.add_argument("--reason", required=True, help="why, for the audit trail")
+    reprocess.add_argument(
+        "--by",
+        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
+        help="who asks (default: $METERCLOSE_CONTROLLER, then the login name)",
+    )
+    reprocess.set_defaults(handler=cmd_reprocess)
+
     # --data-dir is accepted after the command too, as users type it.
-    for sub in (demo, gen, ingest, close):
+    for sub in (demo, gen, ingest, close, lock, reprocess):
         sub.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return int(args.handler(args))

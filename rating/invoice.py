@@ -57,8 +57,8 @@ _KIND_ORDER = """
 CREATE OR REPLACE TEMP MACRO inv_kind_order(kind) AS
     CASE kind WHEN 'usage' THEN 1 WHEN 'minimum_true_up' THEN 2
               WHEN 'commitment_true_up' THEN 3 WHEN 'recurring' THEN 4
-              WHEN 'recurring_adjustment' THEN 5 WHEN 'credit' THEN 6
-              WHEN 'prepaid_drawdown' THEN 7 END
+              WHEN 'recurring_adjustment' THEN 5 WHEN 'prior_period_adjustment' THEN 6
+              WHEN 'credit' THEN 7 WHEN 'prepaid_drawdown' THEN 8 END
 """
 
 _CHARGED = """
@@ -196,7 +196,7 @@ WITH charged AS (
 SELECT $period AS period, invoice_date, document_type, invoice_id, line_id, entity_id,
     customer_id, contract_id, plan_id, charge_id, product_id, kind, service_start,
     service_end, quantity, currency, amount_precise, amount, prepaid_applied, source_ref,
-    description
+    description, $period AS service_period, CAST(NULL AS VARCHAR) AS adjusts_line_id
 FROM lines
 ORDER BY invoice_date, invoice_id, inv_kind_order(kind), line_id
 """
@@ -228,6 +228,90 @@ LEFT JOIN previous_balances prev USING (contract_id)
 WHERE c.prepaid_credit IS NOT NULL AND c.start_date <= $month_end
   AND (c.prepaid_expires_on IS NULL OR c.prepaid_expires_on >= $month_start)
 """
+
+
+# What a locked month's invoices should have been (restated from today's data: late events,
+# a reprocessed month) against what was issued and adjusted since, per line. Each
+# difference is a line of the open period's usage invoice; its amount is the difference of
+# the rounded amounts, so what the customer is billed for a line over all its invoices is
+# always the restated line, rounded once. Prepaid drawdown is not restated: an adjustment is
+# invoiced in full.
+_ADJUSTMENTS = """
+WITH restated AS (
+    SELECT * FROM adj_restated WHERE kind <> 'prepaid_drawdown'
+), issued AS (
+    SELECT * FROM adj_issued WHERE kind <> 'prepaid_drawdown'
+), adjusted AS (
+    SELECT adjusts_line_id AS line_id, sum(quantity) AS quantity,
+        sum(amount_precise) AS amount_precise, sum(amount) AS amount
+    FROM adj_earlier WHERE service_period = $restated_period GROUP BY adjusts_line_id
+), compared AS (
+    SELECT coalesce(r.line_id, i.line_id) AS original_line_id,
+        coalesce(r.entity_id, i.entity_id) AS entity_id,
+        coalesce(r.customer_id, i.customer_id) AS customer_id,
+        coalesce(r.contract_id, i.contract_id) AS contract_id,
+        coalesce(r.plan_id, i.plan_id) AS plan_id,
+        coalesce(r.charge_id, i.charge_id) AS charge_id,
+        coalesce(r.product_id, i.product_id) AS product_id,
+        coalesce(r.kind, i.kind) AS original_kind,
+        coalesce(r.service_start, i.service_start) AS service_start,
+        coalesce(r.service_end, i.service_end) AS service_end,
+        coalesce(r.currency, i.currency) AS currency,
+        coalesce(r.description, i.description) AS original_description,
+        CAST(coalesce(r.quantity, 0) - coalesce(i.quantity, 0) - coalesce(a.quantity, 0)
+             AS DECIMAL(38,12)) AS quantity,
+        CAST(coalesce(r.amount_precise, 0) - coalesce(i.amount_precise, 0)
+             - coalesce(a.amount_precise, 0) AS DECIMAL(38,12)) AS amount_precise,
+        CAST(coalesce(r.amount, 0) - coalesce(i.amount, 0) - coalesce(a.amount, 0)
+             AS DECIMAL(38,12)) AS amount
+    FROM restated r
+    FULL JOIN issued i USING (line_id)
+    LEFT JOIN adjusted a ON a.line_id = coalesce(r.line_id, i.line_id)
+), lines AS (
+    SELECT *,
+        'INV-' || contract_id || '-' || strftime(CAST($invoice_date AS DATE), '%Y%m%d') || '-U'
+            AS invoice_id,
+        'ADJ|' || $restated_period || '|' || original_line_id AS source_ref
+    FROM compared
+    WHERE amount <> 0 OR amount_precise <> 0 OR quantity <> 0
+)
+SELECT $period AS period, CAST($invoice_date AS DATE) AS invoice_date,
+    'invoice' AS document_type, invoice_id,
+    invoice_id || '-' || substr(md5(source_ref), 1, 16) AS line_id, entity_id, customer_id,
+    contract_id, plan_id, charge_id, product_id, 'prior_period_adjustment' AS kind,
+    service_start, service_end, quantity, currency, amount_precise, amount,
+    CAST(0 AS DECIMAL(38,12)) AS prepaid_applied, source_ref,
+    $restated_period || ' restated (' || original_kind || '): ' || original_description
+        AS description,
+    $restated_period AS service_period, original_line_id AS adjusts_line_id
+FROM lines
+ORDER BY invoice_id, line_id
+"""
+
+
+def prior_period_adjustments(
+    con: duckdb.DuckDBPyConnection,
+    restated: pa.Table,
+    issued: pa.Table,
+    earlier: pa.Table,
+    restated_period: str,
+    period: str,
+    month_end: date,
+) -> pa.Table:
+    """Adjustment lines, in ``period``'s usage invoice, for what ``restated_period``'s
+    invoice lines now are (``restated``) beyond what was issued (``issued``) and adjusted
+    since (``earlier``: adjustment lines of the months in between)."""
+    con.register("adj_restated", restated)
+    con.register("adj_issued", issued)
+    con.register("adj_earlier", earlier)
+    return con.sql(
+        _ADJUSTMENTS,
+        params={
+            "period": period,
+            "restated_period": restated_period,
+            "invoice_date": month_end + timedelta(days=1),
+        },
+    ).to_arrow_table()
 
 
 def invoice_lines(

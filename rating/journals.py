@@ -70,7 +70,13 @@ JOURNAL_SCHEMA = pa.schema(
     ]
 )
 
-ACCRUED_KINDS = ("usage", "minimum_true_up", "commitment_true_up", "credit")
+ACCRUED_KINDS = (
+    "usage",
+    "minimum_true_up",
+    "commitment_true_up",
+    "prior_period_adjustment",
+    "credit",
+)
 
 _MACROS = """
 -- a ÷ b for positive DECIMAL(38,12) rates, to 12 places, half-even, in integers.

@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -66,7 +66,46 @@ ingest_day = sa.Table(
     sa.Column("ingested_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# A closed month: never rewritten after this row exists (see the close assets).
+period_lock = sa.Table(
+    "period_lock",
+    metadata,
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("locked_by", sa.String(128), nullable=False),
+    sa.Column("locked_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("reference_digest", sa.String(64), nullable=False),
+    sa.Column("snapshot_path", sa.String(1024), nullable=False),
+)
+
+# A controller's request to restate a locked month; the difference is booked in the open
+# period, whose lock records where (booked_in).
+reprocess_request = sa.Table(
+    "reprocess_request",
+    metadata,
+    sa.Column("request_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("requested_by", sa.String(128), nullable=False),
+    sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(1024), nullable=False),
+    sa.Column("booked_in", sa.String(7)),
+)
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+@dataclass(frozen=True)
+class PeriodLock:
+    period: str
+    locked_by: str
+    locked_at: datetime
+    run_id: str
+    reference_digest: str
+    snapshot_path: str
+
+
+class PeriodLockedError(RuntimeError):
+    """A closed month was about to be rewritten."""
 
 
 @dataclass(frozen=True)
@@ -259,6 +298,110 @@ class ControlDb:
                 row["received_date"]: {k: int(v) for k, v in row.items() if k != "received_date"}
                 for row in conn.execute(query).mappings()
             }
+
+    def locks(self) -> list[PeriodLock]:
+        with self.engine.connect() as conn:
+            rows = conn.execute(sa.select(period_lock).order_by(period_lock.c.period))
+            return [PeriodLock(**row) for row in rows.mappings()]
+
+    def lock(self, period: str) -> PeriodLock | None:
+        with self.engine.connect() as conn:
+            row = (
+                conn.execute(sa.select(period_lock).where(period_lock.c.period == period))
+                .mappings()
+                .first()
+            )
+        return PeriodLock(**row) if row else None
+
+    def refuse_if_locked(self, period: str) -> None:
+        """Raise if ``period`` is closed: a locked month is never rewritten."""
+        lock = self.lock(period)
+        if lock is not None:
+            raise PeriodLockedError(
+                f"period {period} is locked: closed by {lock.locked_by} at "
+                f"{lock.locked_at:%Y-%m-%d %H:%M} UTC in run {lock.run_id}. Late events for it "
+                "are booked in the open period; to restate it, reprocess it "
+                f"(`meterclose reprocess --period {period}`), which books the difference there"
+            )
+
+    def open_period(self) -> str | None:
+        """The earliest month not locked after the first locked one (None before any lock)."""
+        locked = [lock.period for lock in self.locks()]
+        if not locked:
+            return None
+        month = date.fromisoformat(f"{locked[0]}-01")
+        while month.strftime("%Y-%m") in locked:
+            month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
+        return month.strftime("%Y-%m")
+
+    def record_lock(
+        self, period: str, locked_by: str, run_id: str, reference_digest: str, snapshot_path: str
+    ) -> PeriodLock:
+        """Lock a closed month. Only the open period can be locked (or any month before the
+        first lock: it starts the books)."""
+        open_period = self.open_period()
+        if self.lock(period) is not None:
+            raise PeriodLockedError(f"period {period} is already locked")
+        if open_period is not None and period != open_period:
+            raise PeriodLockedError(
+                f"period {period} cannot be locked: the open period is {open_period} "
+                "(months are closed in order)"
+            )
+        row = {
+            "period": period,
+            "locked_by": locked_by,
+            "locked_at": datetime.now(UTC),
+            "run_id": run_id,
+            "reference_digest": reference_digest,
+            "snapshot_path": snapshot_path,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(period_lock.insert().values(**row))
+            # Reprocessing booked in this month is done.
+            conn.execute(
+                reprocess_request.update()
+                .where(reprocess_request.c.booked_in.is_(None))
+                .where(reprocess_request.c.period < period)
+                .values(booked_in=period)
+            )
+        return PeriodLock(**row)
+
+    def request_reprocess(self, period: str, requested_by: str, reason: str) -> str:
+        """Ask for a locked month to be restated in the next close of the open period."""
+        if self.lock(period) is None:
+            raise PeriodLockedError(
+                f"period {period} is not locked: close it again instead of reprocessing it"
+            )
+        open_period = self.open_period()
+        assert open_period is not None
+        with self.engine.begin() as conn:
+            conn.execute(
+                reprocess_request.insert().values(
+                    period=period,
+                    requested_by=requested_by,
+                    requested_at=datetime.now(UTC),
+                    reason=reason,
+                )
+            )
+        return open_period
+
+    def reprocessing(self, period: str) -> list[str]:
+        """Locked months to restate in ``period``'s close: requests not yet booked, or booked
+        in ``period`` itself (a rerun of its close books them again, the same way)."""
+        query = (
+            sa.select(reprocess_request.c.period)
+            .where(reprocess_request.c.period < period)
+            .where(
+                sa.or_(
+                    reprocess_request.c.booked_in.is_(None),
+                    reprocess_request.c.booked_in == period,
+                )
+            )
+            .distinct()
+            .order_by(reprocess_request.c.period)
+        )
+        with self.engine.connect() as conn:
+            return [row[0] for row in conn.execute(query)]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -311,6 +311,60 @@ class ReferenceData:
             contracts.append(record)
         return contracts
 
+    # Everything a close reads, as files or as tables of the SQL export.
+    SNAPSHOT_FILES = (
+        "meters.yaml",
+        "customers.csv",
+        "entities.csv",
+        "products.csv",
+        "plans.yaml",
+        "contracts.yaml",
+        "credits.csv",
+        "accounts.yaml",
+        "fx_rates.csv",
+    )
+    SNAPSHOT_TABLES = (
+        "meters",
+        "customers",
+        "entities",
+        "products",
+        "plans",
+        "plan_charges",
+        "plan_tiers",
+        "contracts",
+        "contract_amendments",
+        "amendment_tiers",
+        "credits",
+        "accounts",
+        "fx_rates",
+    )
+
+    def snapshot_to(self, root: Path, period: str) -> tuple[str, Path]:
+        """Keep a copy of the reference data a close used, under
+        ``root/<period>-<digest>/``, and return its digest (SHA-256 over the files' names
+        and bytes) and where it is. SQL tables are kept as CSV."""
+        staged: dict[str, bytes] = {}
+        if self.url:
+            for table in self.SNAPSHOT_TABLES:
+                try:
+                    staged[f"{table}.csv"] = self._sql(table).write_csv().encode()
+                except ReferenceDataError:
+                    continue  # an optional table the export does not have
+        else:
+            for name in self.SNAPSHOT_FILES:
+                path = self.directory / name
+                if path.exists():
+                    staged[name] = path.read_bytes()
+        h = hashlib.sha256()
+        for name in sorted(staged):
+            h.update(name.encode() + b"\0" + hashlib.sha256(staged[name]).digest())
+        digest = h.hexdigest()
+        target = root / f"{period}-{digest[:16]}"
+        target.mkdir(parents=True, exist_ok=True)
+        for name, data in staged.items():
+            (target / name).write_bytes(data)
+        return digest, target
+
     def digest(self) -> str:
         """A hash of the reference data ingest depends on, to tell when a day went stale."""
         return self.snapshot().digest

@@ -19,12 +19,13 @@ from hypothesis import given, settings
 from assets.billing import billable_usage
 from assets.invoice import invoice_lines
 from assets.journals import journal_lines
+from assets.reconcile import reconciliation
 from assets.revenue import revenue_schedule
 from rating.revenue import revenue_schedule as schedule_month
 from tests.test_invoicing import Books, contract, month
 
 D = Decimal
-ASSETS = [billable_usage, invoice_lines, revenue_schedule, journal_lines]
+ASSETS = [billable_usage, invoice_lines, revenue_schedule, journal_lines, reconciliation]
 
 ENTITIES = """entity_id,name,functional_currency,erp_subsidiary
 US01,Meterclose Inc.,USD,1
@@ -154,6 +155,18 @@ def test_journals_balance_accrue_reverse_and_keep_historical_rates(
     assert usage_lines["line_id"].null_count() == 0
     assert lines["correlation_id"].null_count() == 0
 
+    # Every control ties: nothing landed, so there is nothing to explain either.
+    controls = pl.read_parquet(warehouse / "reconciliation" / "*.parquet")
+    assert set(controls["status"]) == {"tied"}
+    roll = controls.filter(
+        (pl.col("control") == "deferred_revenue_roll_forward")
+        & (pl.col("entity_id") == "EU01")
+        & (pl.col("period") == "2026-10")
+    )
+    # Opening 33591.78 (36600 − 3008.22) + billed 1450.00 (C-2's October fees) − released
+    # 3108.49 + 1450.00 = closing 30483.29.
+    assert roll.select("expected", "actual").rows() == [(D("30483.29"), D("30483.29"))]
+
     # US01 books USD at a rate of 1, and its monthly fees go to deferred revenue first.
     us = lines.filter(pl.col("entity_id") == "US01")
     assert set(us["fx_rate"].drop_nulls()) == {D(1)}
@@ -170,6 +183,8 @@ def test_a_missing_revenue_account_stops_the_close(
     result = close(resources, "2026-09")
     failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
     assert failed == ["journal_lines_have_accounts_and_rates"]
+    # The blocking check stops the close there: nothing is reconciled on unmapped journals.
+    assert not (data_dir / "warehouse" / "reconciliation" / "2026-09.parquet").exists()
     lines = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "2026-09.parquet")
     unmapped = lines.filter(pl.col("account").is_null())
     assert set(unmapped["product_family"]) == {"seats"}
@@ -278,3 +293,220 @@ def test_a_schedule_never_drifts(cents: int, start: date, days: int) -> None:
         cumulative = sum(v for p, v in recognized.items() if p <= period)
         assert cumulative == exact.quantize(D("0.01"), rounding=ROUND_HALF_EVEN)
         assert abs(value - amount * in_month / days) <= D("0.01")
+
+
+def test_a_journal_line_gone_missing_is_an_unexplained_variance(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    from checks.journals import reconciliation_explained
+    from rating.reconcile import close_controls
+    from rating.terms import reference_tables, terms_in_force
+    from resources.reference import ReferenceData
+
+    books(data_dir)
+    assert close(resources, "2026-09").success
+    warehouse = data_dir / "warehouse"
+
+    def read(table: str) -> pa.Table:
+        return pl.read_parquet(warehouse / table / "2026-09.parquet").to_arrow()
+
+    journals = pl.read_parquet(warehouse / "journal_lines" / "2026-09.parquet")
+    # Drop the revenue release of C-1's yearly fee.
+    dropped = journals.filter(
+        ~(
+            (pl.col("category") == "revenue_release")
+            & (pl.col("account_role") == "revenue")
+            & (pl.col("contract_id") == "C-1")
+        )
+    )
+    ref = ReferenceData(data_dir / "reference")
+    plans = ref.plans()
+    con = duckdb.connect()
+    first, last = month("2026-09")
+    terms_in_force(con, reference_tables(plans, ref.contracts(plans)), first, last)
+    empty = pl.read_parquet(warehouse / "revenue_schedule" / "2026-09.parquet").head(0)
+    controls, _ = close_controls(
+        con,
+        period="2026-09",
+        month_start=first,
+        month_end=last,
+        landing=pa.table(
+            {
+                "received_date": pa.array([], pa.date32()),
+                "raw_lines": pa.array([], pa.int64()),
+                "accepted": pa.array([], pa.int64()),
+                "duplicates": pa.array([], pa.int64()),
+                "quarantined": pa.array([], pa.int64()),
+            }
+        ),
+        quarantined=pa.table(
+            {
+                "received_date": pa.array([], pa.date32()),
+                "reason": pa.array([], pa.string()),
+                "customer_id": pa.array([], pa.string()),
+            }
+        ),
+        daily=pa.table(
+            {
+                "customer_id": pa.array([], pa.string()),
+                "meter": pa.array([], pa.string()),
+                "usage_date": pa.array([], pa.date32()),
+                "event_count": pa.array([], pa.int64()),
+            }
+        ),
+        customers=ref.customers().select("customer_id", "entity_id").to_arrow(),
+        billable=read("billable_usage"),
+        invoices=read("invoice_lines"),
+        schedule=read("revenue_schedule"),
+        schedule_before=empty.to_arrow(),
+        journals=dropped.to_arrow(),
+        prepaid=read("prepaid_balances"),
+    )
+    frame = pl.from_arrow(controls)
+    assert isinstance(frame, pl.DataFrame)
+    unexplained = frame.filter(pl.col("status") == "unexplained")
+    assert unexplained.select("entity_id", "currency", "control", "variance").rows() == [
+        ("EU01", "USD", "revenue_journalised", D("3008.22"))
+    ]
+    outcome = reconciliation_explained(frame)
+    assert not outcome.passed
+    assert outcome.description == "1 control(s) with an unexplained variance"
+
+
+def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
+    data_dir: Path,
+    resources: dict[str, object],
+    settings: object,
+    tmp_path: Path,
+    monkeypatch: object,
+    capsys: object,
+) -> None:
+    import hashlib
+
+    import pytest
+
+    from dagster_project import cli
+    from resources.control_db import ControlDb, PeriodLockedError
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
+    books(data_dir)
+    cli.run_close(settings, ["2026-09"], "alice")  # type: ignore[arg-type]
+    db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
+    lock = db.lock("2026-09")
+    assert lock is not None and lock.locked_by == "alice"
+    # The reference data the close used is kept, under its digest.
+    snapshot = Path(lock.snapshot_path)
+    assert (snapshot / "contracts.yaml").read_bytes() == (
+        data_dir / "reference" / "contracts.yaml"
+    ).read_bytes()
+    h = hashlib.sha256()
+    for path in sorted(snapshot.iterdir()):
+        h.update(path.name.encode() + b"\0" + hashlib.sha256(path.read_bytes()).digest())
+    assert h.hexdigest() == lock.reference_digest
+    assert db.open_period() == "2026-10"
+
+    invoices = data_dir / "warehouse" / "invoice_lines" / "2026-09.parquet"
+    before = invoices.read_bytes()
+    with pytest.raises(Exception, match=r"period 2026-09 is locked: closed by alice"):
+        dg.materialize(ASSETS, partition_key="2026-09-01", resources=resources)
+    assert invoices.read_bytes() == before
+    cli.run_close(settings, ["2026-09"], "bob")  # type: ignore[arg-type]
+    assert "2026-09 is closed: locked by alice" in capsys.readouterr().out  # type: ignore[attr-defined]
+    assert invoices.read_bytes() == before
+    with pytest.raises(PeriodLockedError, match=r"the open period is 2026-10"):
+        db.record_lock("2026-11", "carol", "run", "digest", "path")
+    # Closed by the schedule (no lock), reviewed, then locked by a controller.
+    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    assert db.open_period() == "2026-10"
+    assert (
+        cli.main(["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]) == 0
+    )
+    assert [(lock.period, lock.locked_by) for lock in db.locks()] == [
+        ("2026-09", "alice"),
+        ("2026-10", "dave"),
+    ]
+    assert db.open_period() == "2026-11"
+    db.dispose()
+
+
+def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
+    data_dir: Path,
+    resources: dict[str, object],
+    settings: object,
+    land: object,
+    tmp_path: Path,
+    monkeypatch: object,
+) -> None:
+    from assets.ingest import ingest_landing_day
+    from assets.usage import daily_usage
+    from dagster_project import cli
+    from resources.control_db import ControlDb
+    from tests.conftest import event
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
+    books(data_dir)
+
+    def arrive(day: date, prefix: str, count: int, when: str) -> None:
+        lines = [
+            event(f"{prefix}{i}", "api.request", time=when, data={"region": "eu"})
+            for i in range(count)
+        ]
+        land(day, "events-00.ndjson", lines)  # type: ignore[operator]
+        dg.materialize(
+            [ingest_landing_day, daily_usage], partition_key=day.isoformat(), resources=resources
+        )
+
+    # Three API calls of C-3 in September: 5.00 flat + 3 × 1.00 = 8.00.
+    arrive(date(2026, 9, 3), "a", 3, "2026-09-03T10:00:00Z")
+    cli.run_close(settings, ["2026-09"], "alice")  # type: ignore[arg-type]
+    invoices = data_dir / "warehouse" / "invoice_lines"
+    september = pl.read_parquet(invoices / "2026-09.parquet")
+    original = september.filter(
+        (pl.col("contract_id") == "C-3") & (pl.col("charge_id") == "api-calls")
+    )
+    assert original["amount"].to_list() == [D("8.00")]
+    locked = (invoices / "2026-09.parquet").read_bytes()
+
+    # Two more September calls land on October 2nd, after September is locked.
+    arrive(date(2026, 10, 2), "late", 2, "2026-09-29T10:00:00Z")
+    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    first_run = (invoices / "2026-10.parquet").read_bytes()
+    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    assert (invoices / "2026-10.parquet").read_bytes() == first_run  # reruns book it once
+    october = pl.read_parquet(invoices / "2026-10.parquet")
+    adjustment = october.filter(pl.col("kind") == "prior_period_adjustment")
+    # Priced at September's terms, on the five calls: 10.00, of which 8.00 was billed.
+    assert adjustment.select(
+        "invoice_id", "contract_id", "service_period", "adjusts_line_id", "amount"
+    ).rows() == [("INV-C-3-20261101-U", "C-3", "2026-09", original["line_id"][0], D("2.00"))]
+    assert (invoices / "2026-09.parquet").read_bytes() == locked
+
+    # Booked in October: recognised there, accrued with October's usage, reconciled.
+    warehouse = data_dir / "warehouse"
+    schedule = pl.read_parquet(warehouse / "revenue_schedule" / "2026-10.parquet")
+    late = schedule.filter(pl.col("kind") == "prior_period_adjustment")
+    assert late.select("period", "recognized").rows() == [("2026-10", D("2.00"))]
+    journals = pl.read_parquet(warehouse / "journal_lines" / "2026-10.parquet")
+    booked = journals.filter(
+        (pl.col("line_id") == adjustment["line_id"][0]) & (pl.col("account_role") == "revenue")
+    )
+    assert booked.select("category", "account", "credit").rows() == [
+        ("usage_accrual", "4100", D("2"))
+    ]
+    controls = pl.read_parquet(warehouse / "reconciliation" / "2026-10.parquet")
+    assert "unexplained" not in set(controls["status"])
+    queue = pl.read_parquet(warehouse / "exceptions" / "2026-10.parquet")
+    assert "prior_period_adjusted" in set(queue["kind"])
+
+    # A controller asks to reprocess September: recorded, and booked in October's lock.
+    db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
+    assert db.request_reprocess("2026-09", "carol", "credit granted late") == "2026-10"
+    assert db.reprocessing("2026-10") == ["2026-09"]
+    cli.lock_period(settings, "2026-10", "bob", "run-1")  # type: ignore[arg-type]
+    assert db.reprocessing("2026-10") == ["2026-09"]  # October's own rerun would book it
+    assert db.reprocessing("2026-11") == []
+    db.dispose()

@@ -66,4 +66,4 @@ def test_migrations_are_idempotent_and_reruns_replace_a_days_record(db: ControlD
         batches = conn.execute(sa.text("SELECT count(*) FROM ingest_batch")).scalar()
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert batches == 2
-    assert version == "0001"
+    assert version == "0002"

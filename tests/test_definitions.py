@@ -23,6 +23,8 @@ def test_assets_and_blocking_checks() -> None:
         "prepaid_balances",
         "revenue_schedule",
         "journal_lines",
+        "reconciliation",
+        "exceptions",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -42,6 +44,8 @@ def test_assets_and_blocking_checks() -> None:
         ("journal_lines", names.JOURNAL_LINES_SCHEMA),
         ("journal_lines", names.JOURNALS_BALANCE),
         ("journal_lines", names.JOURNAL_LINES_MAPPED),
+        ("reconciliation", names.RECONCILIATION_NO_UNEXPLAINED_VARIANCE),
+        ("exceptions", names.EXCEPTIONS_SCHEMA),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
@@ -53,10 +57,20 @@ def test_jobs_schedules_and_sensors() -> None:
     assert billing.partitions_def is not None
     # Invoicing runs after rating, in the same run, gated by its blocking checks.
     steps = {n.name for n in billing.graph.nodes}
-    assert {"billable_usage", "invoice_lines", "revenue_schedule", "journal_lines"} <= steps
+    assert {
+        "billable_usage",
+        "invoice_lines",
+        "revenue_schedule",
+        "journal_lines",
+        "reconciliation",
+    } <= steps
     schedule = defs.resolve_schedule_def("nightly_ingest_schedule")
     assert schedule.cron_schedule == "0 2 * * *"
     assert schedule.job_name == "ingest_job"
+    assert {s.name for s in defs.schedules or []} == {
+        "nightly_ingest_schedule",
+        "month_end_close_schedule",
+    }
     sensors = {s.name for s in defs.sensors or []}
     assert sensors == {"landing_files_sensor", "stale_dedup_window_sensor"}
 
@@ -69,3 +83,15 @@ def test_nightly_schedule_targets_yesterdays_landing_day() -> None:
     )
     requests = schedule.evaluate_tick(context).run_requests or []
     assert [r.partition_key for r in requests] == ["2026-10-04"]
+
+
+def test_month_end_close_schedule_targets_the_previous_month() -> None:
+    schedule = defs.resolve_schedule_def("month_end_close_schedule")
+    assert schedule.cron_schedule == "0 6 5 * *"  # METERCLOSE_CLOSE_DAY, 5 by default
+    assert schedule.job_name == "close_job"
+    context = dg.build_schedule_context(
+        scheduled_execution_time=datetime(2026, 11, 5, 6, 0, tzinfo=UTC),
+        repository_def=defs.get_repository_def(),
+    )
+    requests = schedule.evaluate_tick(context).run_requests or []
+    assert [r.partition_key for r in requests] == ["2026-10-01"]

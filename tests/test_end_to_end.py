@@ -156,6 +156,17 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert (totals["debit"] == totals["credit"]).all()
     assert (totals["functional_debit"] == totals["functional_credit"]).all()
     assert journals["account"].null_count() == 0
+    assert "Reconciliation and exceptions" in out
+    assert "2026-09 locked by meterclose-demo" in out
+    assert "2026-10 locked by meterclose-demo" in out
+    controls = pl.read_parquet(root / "warehouse" / "reconciliation" / "*.parquet")
+    assert controls.filter(pl.col("status") == "unexplained").height == 0
+    # Quarantined lines and duplicates explain the accepted count, to the line.
+    accepted = controls.filter(pl.col("control") == "lines_accepted").sort("period")
+    assert accepted["status"].to_list() == ["explained", "explained"]
+    assert accepted["variance"].sum() == 32 + 20 + 47 + 24
+    queue = pl.read_parquet(root / "warehouse" / "exceptions" / "*.parquet")
+    assert {"unknown_customer", "late_event", "rejected_telemetry"} <= set(queue["kind"])
     rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
     assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
     invoiced = pl.read_parquet(root / "warehouse" / "invoice_lines" / "*.parquet")
@@ -181,11 +192,12 @@ def test_closing_october_before_september_still_accepts_each_event_once(
 ) -> None:
     root = linked_root(tmp_path / "data", generated)
     settings = settings_for(root)
-    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10"]) == 0
+    # Preliminary closes (--no-lock): a locked October would make September unclosable.
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10", "--no-lock"]) == 0
     # October's deduplication needs the September days before it: they were ingested too.
     ingested = sorted(p.stem for p in (settings.warehouse_dir / "usage_events").glob("*"))
     assert ingested[0] <= "2026-09-26"
-    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09"]) == 0
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09", "--no-lock"]) == 0
     days = cli._landing_days(settings, None, date(2026, 10, 31))
     outcome = cli.compare_manifest(settings, days)
     assert outcome.passed, outcome.metadata["first_mismatches"]
