@@ -17,6 +17,7 @@ from pathlib import Path
 import duckdb
 import pyarrow as pa
 
+from rating.currency import currency_table, install_rounding
 from rating.pricing import price_items
 
 # x × days / month_days at 12 places, half-even, without the DOUBLE that DuckDB's decimal
@@ -251,13 +252,18 @@ SELECT contract_id || '|' || charge_id || '|minimum' AS item_id, contract_id, ch
     CAST(sum(minimum) - sum(spent) AS DECIMAL(38,12)) AS shortfall
 FROM segments
 GROUP BY contract_id, charge_id
-HAVING sum(spent) < sum(minimum);
-CREATE OR REPLACE TEMP VIEW shortfall_pricing AS
-SELECT s.item_id, 'per_unit' AS model, i.currency, s.shortfall AS quantity,
-    CAST(1 AS DECIMAL(38,12)) AS unit_amount
+HAVING sum(spent) < sum(minimum)
+"""
+
+# A shortfall is already exact (12 decimals, in the charge's currency, which pricing
+# checked): its line is only rounded, half-even to the minor unit, as pricing rounds.
+_SHORTFALL_ROUNDED = """
+CREATE OR REPLACE TEMP TABLE shortfall_rounded AS
+SELECT s.item_id, mc_round_half_even(s.shortfall, c.minor_units) AS amount
 FROM shortfall_items s
 JOIN (SELECT DISTINCT contract_id, charge_id, currency FROM billing_items) i
-  USING (contract_id, charge_id);
+  USING (contract_id, charge_id)
+JOIN bu_currencies c ON c.code = i.currency
 """
 
 _BILLABLE_USAGE = """
@@ -353,5 +359,7 @@ def billable_usage(
         con.execute(_TIED_EVENTS)
     con.register("priced_items", price_items(con, "items", "tiers", "percentage_events"))
     con.execute(_SHORTFALLS)
-    con.register("shortfall_rounded", price_items(con, "shortfall_pricing", None, None))
+    install_rounding(con)
+    con.register("bu_currencies", currency_table())
+    con.execute(_SHORTFALL_ROUNDED)
     return con.sql(_BILLABLE_USAGE, params={"period": period}).to_arrow_table()
