@@ -180,6 +180,7 @@ class BillableUsage(pa.DataFrameModel):
 
 
 INVOICE_KINDS = [
+    "prepaid_purchase",
     "usage",
     "minimum_true_up",
     "commitment_true_up",
@@ -197,7 +198,7 @@ class InvoiceLines(pa.DataFrameModel):
     period: str = pa.Field(str_matches=r"^\d{4}-\d{2}$")
     invoice_date: pl.Date
     document_type: str = pa.Field(isin=["invoice", "credit_memo"])
-    invoice_id: str = pa.Field(str_matches=r"^(INV-.+-\d{8}-[UR]|CM-.+)$")
+    invoice_id: str = pa.Field(str_matches=r"^(INV-.+-\d{8}-[URP]|CM-.+)$")
     line_id: str
     entity_id: str
     customer_id: str

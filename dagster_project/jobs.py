@@ -1,10 +1,9 @@
 """Jobs: what the schedules, sensors and the CLI launch."""
 
-from __future__ import annotations
-
 import dagster as dg
 
 from dagster_project.partitions import close_monthly_partition, usage_daily_partition
+from resources.control_db import ControlDbResource
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -24,3 +23,40 @@ close_job = dg.define_asset_job(
         "gated by the blocking checks of the one before."
     ),
 )
+
+
+class ReprocessConfig(dg.Config):  # type: ignore[misc]
+    """What to restate, why, and who asks."""
+
+    period: str
+    reason: str
+    requested_by: str
+
+
+@dg.op(description="Record a controller's request to restate a locked month.")
+def request_reprocessing(
+    context: dg.OpExecutionContext, config: ReprocessConfig, control_db: ControlDbResource
+) -> str:
+    db = control_db.get()
+    try:
+        db.migrate()
+        booked_in = db.request_reprocess(config.period, config.requested_by, config.reason)
+    finally:
+        db.dispose()
+    context.log.info(
+        f"{config.period} will be restated when {booked_in} is closed (run close_job for "
+        f"partition {booked_in}-01); the difference is booked there as prior-period "
+        "adjustments, and the locked month is not rewritten"
+    )
+    return booked_in
+
+
+@dg.job(
+    description=(
+        "Reprocess a locked month: record the request (period, reason, requested_by in the "
+        "launchpad config); the next close of the open period restates the month and books "
+        "the difference there. A locked month's own partitions are never rewritten."
+    )
+)
+def reprocess_job() -> None:
+    request_reprocessing()

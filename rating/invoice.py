@@ -20,10 +20,11 @@ the balance (a refund is owed to the customer instead). A balance is usable on i
 up to its expiry day; what is left after the month it expires in is breakage. The rest is
 carried to the next month (``prepaid_balances``).
 
-``invoice_id``: ``INV-<contract>-<invoice date>-U`` (usage), ``-R`` (recurring fees) and
-``CM-<credit id>``; ``line_id``: the invoice id and the first 16 hex digits of the MD5 of the
-line's source reference (the billable_usage item, the fee period and day, the credit), so a
-rerun gives the same ids and a new line never renumbers the others.
+``invoice_id``: ``INV-<contract>-<invoice date>-U`` (usage), ``-R`` (recurring fees), ``-P``
+(prepaid credit sold with a contract starting in the month) and ``CM-<credit id>``;
+``line_id``: the invoice id and the first 16 hex digits of the MD5 of the line's source
+reference (the billable_usage item, the fee period and day, the credit), so a rerun gives
+the same ids and a new line never renumbers the others.
 """
 
 from __future__ import annotations
@@ -55,7 +56,7 @@ PREPAID_SCHEMA = pa.schema(
 
 _KIND_ORDER = """
 CREATE OR REPLACE TEMP MACRO inv_kind_order(kind) AS
-    CASE kind WHEN 'usage' THEN 1 WHEN 'minimum_true_up' THEN 2
+    CASE kind WHEN 'prepaid_purchase' THEN 0 WHEN 'usage' THEN 1 WHEN 'minimum_true_up' THEN 2
               WHEN 'commitment_true_up' THEN 3 WHEN 'recurring' THEN 4
               WHEN 'recurring_adjustment' THEN 5 WHEN 'prior_period_adjustment' THEN 6
               WHEN 'credit' THEN 7 WHEN 'prepaid_drawdown' THEN 8 END
@@ -125,8 +126,23 @@ WITH usage_lines AS (
         cr.reason AS description
     FROM credits cr JOIN contracts c USING (contract_id)
     WHERE cr.period = $period
+), purchase_lines AS (
+    -- Prepaid credit granted with a contract that starts this month is sold to the
+    -- customer that day: a liability until it is used or expires.
+    SELECT c.contract_id, c.customer_id, c.plan_id, NULL AS charge_id, NULL AS product_id,
+        'prepaid_purchase' AS kind, c.start_date AS invoice_date, 'P' AS suffix,
+        c.start_date AS service_start,
+        coalesce(c.prepaid_expires_on, c.last_day, c.start_date) AS service_end,
+        CAST(0 AS DECIMAL(38,12)) AS quantity, cu.currency,
+        CAST(c.prepaid_credit AS DECIMAL(38,12)) AS amount_precise,
+        c.contract_id || '|prepaid_purchase' AS source_ref,
+        'prepaid credit' || coalesce(', usable until ' || c.prepaid_expires_on, '')
+            AS description
+    FROM contracts c JOIN customers cu USING (customer_id)
+    WHERE c.prepaid_credit IS NOT NULL AND c.start_date BETWEEN $month_start AND $month_end
 ), lines AS (
     SELECT * FROM usage_lines
+    UNION ALL BY NAME SELECT * FROM purchase_lines
     UNION ALL BY NAME SELECT * FROM commitment_lines
     UNION ALL BY NAME SELECT * FROM fee_lines
     UNION ALL BY NAME SELECT * FROM credit_lines
@@ -160,7 +176,7 @@ WITH eligible AS (
             ROWS UNBOUNDED PRECEDING) AS running
     FROM invoice_charged_ids l
     JOIN prepaid_opening p USING (contract_id)
-    WHERE l.document_type = 'invoice' AND l.amount > 0
+    WHERE l.document_type = 'invoice' AND l.amount > 0 AND l.kind <> 'prepaid_purchase'
       AND (p.expires_on IS NULL OR l.invoice_date <= p.expires_on)
 )
 SELECT line_id, contract_id,
@@ -238,9 +254,9 @@ WHERE c.prepaid_credit IS NOT NULL AND c.start_date <= $month_end
 # invoiced in full.
 _ADJUSTMENTS = """
 WITH restated AS (
-    SELECT * FROM adj_restated WHERE kind <> 'prepaid_drawdown'
+    SELECT * FROM adj_restated WHERE kind NOT IN ('prepaid_drawdown', 'prepaid_purchase')
 ), issued AS (
-    SELECT * FROM adj_issued WHERE kind <> 'prepaid_drawdown'
+    SELECT * FROM adj_issued WHERE kind NOT IN ('prepaid_drawdown', 'prepaid_purchase')
 ), adjusted AS (
     SELECT adjusts_line_id AS line_id, sum(quantity) AS quantity,
         sum(amount_precise) AS amount_precise, sum(amount) AS amount

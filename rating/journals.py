@@ -5,8 +5,8 @@ A journal is entity × accounting period × currency × category:
 
 - ``billing``: every invoice and credit memo dated in the period. Each line books against
   its role — usage and true-ups to revenue by product family, recurring fees to deferred
-  revenue (billed in advance), credits against revenue, prepaid drawdown to the contract
-  liability — and each document's total to the receivable.
+  revenue (billed in advance), credits against revenue, prepaid credit sold and drawn
+  to and from the contract liability — and each document's total to the receivable.
 - ``usage_accrual``: on the period's last day, the month's usage, true-ups and credits,
   whose documents are dated the first day of the next month: unbilled receivable against
   revenue. ``accrual_reversal`` undoes the previous month's accrual on the period's first
@@ -110,7 +110,7 @@ WITH billing AS (
 )
 SELECT 'billing' AS category, invoice_date AS accounting_date, entity_id, currency,
     CASE WHEN kind IN ('recurring', 'recurring_adjustment') THEN 'deferred_revenue'
-         WHEN kind = 'prepaid_drawdown' THEN 'contract_liability'
+         WHEN kind IN ('prepaid_drawdown', 'prepaid_purchase') THEN 'contract_liability'
          ELSE 'revenue' END AS role,
     product_id, CAST(-amount AS DECIMAL(38,12)) AS signed, invoice_date AS rate_date,
     customer_id, contract_id, invoice_id, line_id, period AS service_period, 1 AS ord,

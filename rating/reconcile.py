@@ -323,6 +323,16 @@ WITH cases AS (
         'Tell the account owner; nothing to book', 1, p.expired, p.currency
     FROM rc_prepaid p JOIN rc_customers cu USING (customer_id) WHERE p.expired > 0
     UNION ALL
+    SELECT 'prepaid_opening_balance', 'medium', cu.entity_id, p.contract_id, p.customer_id,
+        'prepaid credit of ' || CAST(p.opening AS DECIMAL(38,2)) || ' ' || p.currency
+            || ' was sold before the first month closed here; its contract liability is '
+            || 'drawn down in these books but was never credited in them',
+        'Book the liability as an opening balance in the ERP', 1, p.opening, p.currency
+    FROM rc_prepaid p JOIN rc_customers cu USING (customer_id)
+    JOIN contracts c USING (contract_id)
+    WHERE p.period = (SELECT min(period) FROM rc_invoices)
+      AND c.start_date < CAST(p.period || '-01' AS DATE) AND p.opening > 0
+    UNION ALL
     SELECT 'prepaid_credit_used_up', 'info', cu.entity_id, p.contract_id, p.customer_id,
         'prepaid credit used up this month; further charges are invoiced',
         'Offer the customer a top-up', 1, p.drawn, p.currency

@@ -8,8 +8,8 @@
 - Usage, minimum and commitment true-ups are earned in the month the usage was consumed
   (the line's period), though invoiced on the first day of the next month.
 - Credits (credit memos) reduce revenue in the month they are granted for.
-- Prepaid credit is not revenue when drawn (it pays for lines that are); what expires
-  unused is breakage, earned in the month it expires.
+- Prepaid credit is not revenue when sold or drawn (it pays for lines that are); what
+  expires unused is breakage, earned in the month it expires.
 
 A month's schedule holds every obligation with something in that month or still deferred
 at its end, from all invoice lines issued up to it.
@@ -72,7 +72,7 @@ WITH lines AS (
         CAST(l.amount * c.pow10 AS HUGEINT) AS amount_minor, c.pow10
     FROM invoice_history l
     JOIN rev_currencies c ON c.code = l.currency
-    WHERE l.kind <> 'prepaid_drawdown' AND l.period <= $period
+    WHERE l.kind NOT IN ('prepaid_drawdown', 'prepaid_purchase') AND l.period <= $period
 ), ratable AS (
     SELECT *,
         CAST(service_end - service_start + 1 AS HUGEINT) AS total_days,

@@ -4,16 +4,18 @@ and credits — amounts to the cent, worked out by hand in the comments."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import dagster as dg
+import hypothesis.strategies as st
 import polars as pl
 import pyarrow as pa
 import pytest
 import yaml
+from hypothesis import given, settings
 
 from rating.billing import billable_usage
 from rating.errors import ReferenceDataError
@@ -500,3 +502,93 @@ def test_invoice_lines_asset_carries_balances_and_passes_its_checks(
     (warehouse / "prepaid_balances" / "2026-09.parquet").unlink()
     with pytest.raises(Exception, match=r"prepaid_balances for 2026-09 is missing"):
         dg.materialize([invoice_asset], partition_key="2026-10-01", resources=resources)
+
+
+def test_prepaid_credit_sold_with_a_new_contract_is_invoiced_and_not_paid_by_itself(
+    data_dir: Path,
+) -> None:
+    books = Books(
+        data_dir,
+        [
+            contract(
+                start_date="2026-09-16",
+                prepaid_credit={"amount": "1000.00", "expires_on": "2027-09-15"},
+            )
+        ],
+    )
+    september, prepaid = books.close("2026-09")
+    purchase = september.filter(pl.col("kind") == "prepaid_purchase")
+    assert purchase.select("invoice_id", "invoice_date", "amount", "prepaid_applied").rows() == [
+        ("INV-C-1-20260916-P", date(2026, 9, 16), D("1000.00"), D("0"))
+    ]
+    # The fees of the 16th (1200 × 15/30 = 600.00, 250 × 15/30 = 125.00) and the usage of
+    # October 1st (5.00) are paid from it; the purchase itself is owed in full.
+    assert prepaid.select("opening", "drawn", "closing").rows() == [
+        (D("1000.00"), D("730.00"), D("270.00"))
+    ]
+    totals = dict(
+        september.group_by("invoice_id").agg(pl.col("amount").sum()).sort("invoice_id").rows()
+    )
+    assert totals == {
+        "INV-C-1-20260916-P": D("1000.00"),
+        "INV-C-1-20260916-R": D("0.00"),
+        "INV-C-1-20261001-U": D("0.00"),
+    }
+
+
+@settings(max_examples=12, deadline=None)
+@given(
+    changes=st.dictionaries(
+        st.integers(min_value=1, max_value=90),  # day offset from September 1st
+        st.integers(min_value=0, max_value=60),  # seats from that day
+        max_size=4,
+    ),
+    cancel=st.one_of(st.none(), st.integers(min_value=2, max_value=90)),
+)
+def test_a_periods_fee_lines_sum_to_what_its_days_cost(
+    tmp_path_factory: pytest.TempPathFactory, changes: dict[int, int], cancel: int | None
+) -> None:
+    root = tmp_path_factory.mktemp("fees")
+    (root / "reference").mkdir()
+    (root / "reference" / "customers.csv").write_text(
+        "customer_id,name,entity_id,currency,country\nCUST-0001,Acme,US01,USD,US\n"
+    )
+    (root / "reference" / "meters.yaml").write_text(
+        "meters:\n  - slug: api_calls\n    event_type: api.request\n    aggregation: COUNT\n"
+    )
+    start = date(2026, 9, 1)
+    amendments: list[dict[str, Any]] = [
+        {
+            "effective_date": (start + timedelta(days=offset)).isoformat(),
+            "type": "quantity_change",
+            "charge_id": "seats-fee",
+            "quantity": str(seats),
+        }
+        for offset, seats in sorted(changes.items())
+        if cancel is None or offset < cancel
+    ]
+    if cancel is not None:
+        amendments.append(
+            {"effective_date": (start + timedelta(days=cancel)).isoformat(), "type": "cancellation"}
+        )
+    books = Books(root, [contract(start_date=start.isoformat(), amendments=amendments)])
+    lines = pl.concat([books.close(p)[0] for p in ("2026-09", "2026-10", "2026-11", "2026-12")])
+    seats_lines = lines.filter(pl.col("charge_id") == "seats-fee")
+
+    def seats_on(day: date) -> int:
+        if cancel is not None and day >= start + timedelta(days=cancel):
+            return 0
+        current = 10
+        for offset, seats in sorted(changes.items()):
+            if day >= start + timedelta(days=offset):
+                current = seats
+        return current
+
+    for period in ("2026-09", "2026-10", "2026-11", "2026-12"):
+        first, last = month(period)
+        days = (last - first).days + 1
+        exact = sum(D(seats_on(first + timedelta(days=n))) * D("25.00") / days for n in range(days))
+        billed = seats_lines.filter(pl.col("service_start").dt.strftime("%Y-%m") == period)
+        n = max(billed.height, 1)
+        assert abs(billed["amount_precise"].sum() - exact) <= D("1e-12") * n * 2
+        assert abs(billed["amount"].sum() - exact) <= D("0.005") * n
