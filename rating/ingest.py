@@ -4,6 +4,10 @@ Every landing line ends in exactly one of three places. Lines are read as bytes 
 vectorised (PyArrow), then decoded and parsed with DuckDB's tolerant JSON functions:
 readers such as ``read_json`` stop at, or silently drop, bad lines and lose line numbers,
 and a controller needs both to trace a rejected event back to the file it came in.
+
+A day is classified in one pass on its own (``classify_day``), then settled against the
+key index of the landing days before it (``settle_day``), so a caller can overlap the two
+with other days' work.
 """
 
 from __future__ import annotations
