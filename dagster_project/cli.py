@@ -521,6 +521,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         "\nwhere to look next:\n"
         f"  tables (Parquet)     {settings.warehouse_dir}/<table>/<day>.parquet\n"
         f"  tables (DuckDB)      duckdb {settings.warehouse_dir / 'meterclose.duckdb'}\n"
+        f"  ERP import files     {settings.warehouse_dir / 'exports'}/<period>/v<NNN>/\n"
         f"  control database     {settings.control_db_url}\n"
         "  lineage, checks, runs  make ui   (dagster dev, then http://127.0.0.1:3000)"
     )

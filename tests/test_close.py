@@ -17,6 +17,7 @@ import yaml
 from hypothesis import given, settings
 
 from assets.billing import billable_usage
+from assets.exports import erp_exports
 from assets.invoice import invoice_lines
 from assets.journals import journal_lines
 from assets.reconcile import reconciliation
@@ -25,7 +26,14 @@ from rating.revenue import revenue_schedule as schedule_month
 from tests.test_invoicing import Books, contract, month
 
 D = Decimal
-ASSETS = [billable_usage, invoice_lines, revenue_schedule, journal_lines, reconciliation]
+ASSETS = [
+    billable_usage,
+    invoice_lines,
+    revenue_schedule,
+    journal_lines,
+    reconciliation,
+    erp_exports,
+]
 
 ENTITIES = """entity_id,name,functional_currency,erp_subsidiary
 US01,Meterclose Inc.,USD,1

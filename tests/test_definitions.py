@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dagster as dg
+import pytest
 
 from checks import names
 from dagster_project.definitions import defs
@@ -25,6 +26,7 @@ def test_assets_and_blocking_checks() -> None:
         "journal_lines",
         "reconciliation",
         "exceptions",
+        "erp_exports",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -46,6 +48,7 @@ def test_assets_and_blocking_checks() -> None:
         ("journal_lines", names.JOURNAL_LINES_MAPPED),
         ("reconciliation", names.RECONCILIATION_NO_UNEXPLAINED_VARIANCE),
         ("exceptions", names.EXCEPTIONS_SCHEMA),
+        ("erp_exports", names.ERP_EXPORTS_BALANCE),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key
@@ -95,3 +98,35 @@ def test_month_end_close_schedule_targets_the_previous_month() -> None:
     )
     requests = schedule.evaluate_tick(context).run_requests or []
     assert [r.partition_key for r in requests] == ["2026-10-01"]
+
+
+def test_reprocess_job_records_the_request(tmp_path: object) -> None:
+    from pathlib import Path
+
+    from dagster_project.definitions import build_definitions
+    from dagster_project.settings import Settings
+    from resources.control_db import ControlDb
+
+    root = Path(str(tmp_path))
+    settings = Settings(
+        data_dir=root,
+        warehouse_dir=root / "warehouse",
+        control_db_url=f"sqlite:///{root / 'control.db'}",
+        reference_url=None,
+        lateness_days=35,
+    )
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    db.record_lock("2026-09", "alice", "run-1", "digest", "snapshot")
+    job = build_definitions(settings).resolve_job_def("reprocess_job")
+    config = {"period": "2026-09", "reason": "late SLA credit", "requested_by": "carol"}
+    result = job.execute_in_process(
+        run_config={"ops": {"request_reprocessing": {"config": config}}}
+    )
+    assert result.output_for_node("request_reprocessing") == "2026-10"
+    assert db.reprocessing("2026-10") == ["2026-09"]
+    # An open month is closed again, not reprocessed.
+    bad = {**config, "period": "2026-10"}
+    with pytest.raises(Exception, match=r"period 2026-10 is not locked"):
+        job.execute_in_process(run_config={"ops": {"request_reprocessing": {"config": bad}}})
+    db.dispose()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import filecmp
+import json
 from datetime import date
 from pathlib import Path
 
@@ -167,6 +168,16 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert accepted["variance"].sum() == 32 + 20 + 47 + 24
     queue = pl.read_parquet(root / "warehouse" / "exceptions" / "*.parquet")
     assert {"unknown_customer", "late_event", "rejected_telemetry"} <= set(queue["kind"])
+    for period in ("2026-09", "2026-10"):
+        manifest = json.loads(
+            (root / "warehouse" / "exports" / period / "v001" / "manifest.json").read_text()
+        )
+        assert {f["name"] for f in manifest["files"]} == {
+            "journal_lines.csv",
+            "journal_lines.parquet",
+            "netsuite_journals.csv",
+            "oracle_gl_interface.csv",
+        }
     rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
     assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
     invoiced = pl.read_parquet(root / "warehouse" / "invoice_lines" / "*.parquet")
