@@ -25,6 +25,15 @@ from rating.plans import Plan, parse_plans
 CUSTOMER_COLUMNS = ("customer_id", "name", "entity_id", "currency", "country")
 
 
+# libyaml's loader when PyYAML was built with it: the same documents, parsed four times
+# faster (contracts.yaml is the largest fixed cost of a close).
+_YAML_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+def _load_yaml(text: str) -> Any:
+    return yaml.load(text, Loader=_YAML_LOADER)
+
+
 def _text(value: Any) -> Any:
     """SQL numbers as the decimal strings the YAML files hold; dates and text as they are."""
     if isinstance(value, float):
@@ -66,7 +75,7 @@ class ReferenceData:
     def _yaml(self, name: str, key: str) -> list[dict[str, Any]]:
         path = self.directory / name
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = _load_yaml(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ReferenceDataError(str(path), key, None, "file not found") from None
         except yaml.YAMLError as exc:
@@ -183,7 +192,7 @@ class ReferenceData:
             return parse_accounts(document, self._origin("accounts"), entity_ids)
         path = self.directory / "accounts.yaml"
         try:
-            document = yaml.safe_load(path.read_text(encoding="utf-8"))
+            document = _load_yaml(path.read_text(encoding="utf-8"))
         except FileNotFoundError:
             raise ReferenceDataError(str(path), "accounts", None, "file not found") from None
         if not isinstance(document, dict):
