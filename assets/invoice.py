@@ -117,11 +117,7 @@ def invoice_lines(
     ingest_rules: IngestRulesResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     period = context.partition_key[:7]
-    db = control_db.get()
-    try:
-        db.refuse_if_locked(period)
-    finally:
-        db.dispose()
+    control_db.refuse_if_locked(period)
     first, last = month_bounds(period)
     store = warehouse.get()
     billable_path = store.partition_path(BILLABLE_USAGE, period)

@@ -43,11 +43,7 @@ def revenue_schedule(
     control_db: ControlDbResource,
 ) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
     period = context.partition_key[:7]
-    db = control_db.get()
-    try:
-        db.refuse_if_locked(period)
-    finally:
-        db.dispose()
+    control_db.refuse_if_locked(period)
     first, last = month_bounds(period)
     store = warehouse.get()
     history = invoice_history(store, period)

@@ -416,3 +416,11 @@ class ControlDbResource(dg.ConfigurableResource):  # type: ignore[misc]
         db = ControlDb(self.url)
         db.migrate()
         return db
+
+    def refuse_if_locked(self, period: str) -> None:
+        """Stop a step that would rewrite a locked month (see ``ControlDb.refuse_if_locked``)."""
+        db = self.get()
+        try:
+            db.refuse_if_locked(period)
+        finally:
+            db.dispose()
