@@ -315,8 +315,11 @@ WITH decoded AS (
     FROM attrs
 ), timed AS (
     SELECT *,
+        -- Only the letters T and Z pass the pattern; most times carry them in upper case.
         CASE WHEN regexp_full_match(time_text, '{_RFC3339}')
-             THEN try_cast(upper(time_text) AS TIMESTAMPTZ) END AS event_time
+             THEN try_cast(CASE WHEN contains(time_text, 't') OR contains(time_text, 'z')
+                                THEN upper(time_text) ELSE time_text END AS TIMESTAMPTZ)
+        END AS event_time
     FROM typed
 ), judged AS (
     SELECT *,
@@ -453,7 +456,7 @@ WITH decoded AS (
 )
 SELECT rid, file, line_no, line_head, line_reason AS reason, line_detail AS detail,
     event_id, source, event_type, customer_id, event_time, data,
-    meter, aggregation, quantity,
+    meter, quantity,
     CASE WHEN aggregation = 'UNIQUE_COUNT' THEN value_text END AS unique_value,
     CASE WHEN line_reason IS NULL THEN __DIMS__ END AS dims,
     -- One bad value rejects the line: an event is accepted whole or not at all.
@@ -586,18 +589,12 @@ JOIN classified c ON c.rid = d.rid AND c.line_head
 ORDER BY d.rid
 """
 
-_PER_FILE = """
-SELECT c.file,
-    count(*) AS raw_lines,
-    count(*) FILTER (WHERE v.rid IS NOT NULL AND d.rid IS NULL) AS accepted,
-    count(*) FILTER (WHERE d.rid IS NOT NULL) AS duplicates,
-    count(*) FILTER (WHERE v.rid IS NULL) AS quarantined
-FROM classified c
-LEFT JOIN valid v USING (rid)
-LEFT JOIN dups d USING (rid)
-WHERE c.line_head
-GROUP BY c.file
-ORDER BY c.file
+# Each file's lines hold a run of consecutive rids, starting here.
+_FILE_RUNS = """
+SELECT file, min(rid) AS first_rid, count(*) AS raw_lines
+FROM lines
+GROUP BY file
+ORDER BY file
 """
 
 # The day's accepted events for the key index of the days after it.
@@ -648,10 +645,11 @@ def _dims_sql(meters: Sequence[Meter]) -> tuple[str, dict[str, object]]:
 
 
 # A JSON string fragment's value: most carry no escapes and are simply cut out of their
-# quotes; only those with a backslash go through the JSON parser.
+# quotes; only those with a backslash go through the JSON parser. substr cuts by code
+# point as a [2:-2] slice does, in about half its time.
 _UNQUOTE = """
 CREATE OR REPLACE TEMP MACRO unquote(j) AS
-    CASE WHEN contains(j, chr(92)) THEN j ->> '$' ELSE j[2:-2] END;
+    CASE WHEN contains(j, chr(92)) THEN j ->> '$' ELSE substr(j, 2, length(j) - 2) END;
 """
 
 
@@ -801,13 +799,38 @@ def settle_day(
         usage_events=con.sql(_USAGE_EVENTS, params=params).to_arrow_table(),
         quarantined_events=con.sql(_QUARANTINED, params=on_day).to_arrow_table(),
         duplicate_events=con.sql(_DUPLICATES, params=on_day).to_arrow_table(),
-        per_file=con.sql(_PER_FILE).to_arrow_table(),
+        per_file=_per_file(con),
         accepted_keys_digest=str(con.sql(_KEYS_DIGEST).fetchall()[0][0]),
         key_index=key_index(con.sql(_DAY_KEYS, params=on_day).to_arrow_table()),
         timings=timings,
     )
     timings["assemble"] = time.perf_counter() - started
     return result
+
+
+def _per_file(con: duckdb.DuckDBPyConnection) -> pa.Table:
+    """Lines per file and where they went: valid and duplicate lines are counted by the
+    file whose run of rids holds them, which spares joining the day's lines twice."""
+    runs = con.sql(_FILE_RUNS).fetchnumpy()
+    starts = runs["first_rid"]
+
+    def per_run(sql: str) -> np.ndarray:
+        rids = con.sql(sql).fetchnumpy()["rid"]
+        runs_of = np.searchsorted(starts, rids, side="right") - 1
+        return np.bincount(runs_of, minlength=starts.size).astype(np.int64)
+
+    raw = runs["raw_lines"].astype(np.int64)
+    valid = per_run("SELECT rid FROM valid")
+    duplicates = per_run("SELECT rid FROM dups")
+    return pa.table(
+        {
+            "file": pa.array(runs["file"], pa.string()),
+            "raw_lines": raw,
+            "accepted": valid - duplicates,
+            "duplicates": duplicates,
+            "quarantined": raw - valid,
+        }
+    )
 
 
 def ingest_day(
