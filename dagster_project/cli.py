@@ -182,14 +182,62 @@ def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None)
                 settings, "close_job", f"closing {period}", partition_key=f"{period}-01"
             )
             if locked_by is not None:
+                # The controller's one-step close: approve every entity's journals, lock.
+                approve_period(settings, period, None, locked_by)
                 lock_period(settings, period, locked_by, run_id)
     finally:
         db.dispose()
 
 
+def _journal_digests(settings: Settings, period: str) -> dict[str, tuple[str, int, int]]:
+    """Per entity: a digest of its journal lines for the period, its journals and lines."""
+    import hashlib
+
+    import polars as pl
+
+    path = settings.warehouse_dir / "journal_lines" / f"{period}.parquet"
+    if not path.exists():
+        raise SystemExit(f"{period} has not been closed: no journal lines at {path}")
+    lines = pl.read_parquet(path)
+    digests = {}
+    for (entity,), part in lines.sort("journal_id", "line_no").group_by(
+        "entity_id", maintain_order=True
+    ):
+        digest = hashlib.sha256(part.write_csv().encode()).hexdigest()
+        digests[str(entity)] = (digest, part["journal_id"].n_unique(), part.height)
+    return digests
+
+
+def approve_period(
+    settings: Settings, period: str, entities: Sequence[str] | None, approved_by: str
+) -> None:
+    """Approve a closed month's journals for some entities (all when None), and queue a
+    RevenueJournalApproved event for each."""
+    from rating.events import approval_event
+    from resources.control_db import ControlDb
+
+    digests = _journal_digests(settings, period)
+    chosen = sorted(digests) if not entities else list(entities)
+    unknown = [e for e in chosen if e not in digests]
+    if unknown:
+        raise SystemExit(f"{period} has no journals for entity {', '.join(unknown)}")
+    db = ControlDb(settings.control_db_url)
+    try:
+        for entity in chosen:
+            digest, journals, lines = digests[entity]
+            db.approve(period, entity, approved_by, digest, journals, lines)
+            db.enqueue_events(
+                [approval_event(period, entity, approved_by, digest, journals, lines)]
+            )
+    finally:
+        db.dispose()
+    _say(f"{period} journals approved by {approved_by} for {', '.join(chosen)}")
+
+
 def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) -> None:
-    """Lock a closed month — only if its reconciliation has no unexplained variance — and
-    keep a snapshot of the reference data it was closed with."""
+    """Lock a closed month — only once every entity's journals are approved as they stand
+    and its reconciliation has no unexplained variance — and keep a snapshot of the
+    reference data it was closed with."""
     import polars as pl
 
     from resources.control_db import ControlDb
@@ -204,10 +252,21 @@ def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) ->
             f"{period} cannot be locked: {unexplained.height} unexplained variance(s) in "
             f"its reconciliation ({', '.join(unexplained['control'].unique().sort())})"
         )
-    reference = ReferenceData(settings.reference_dir, settings.reference_url)
-    digest, snapshot = reference.snapshot_to(settings.warehouse_dir / "_snapshots", period)
     db = ControlDb(settings.control_db_url)
     try:
+        approvals = db.approvals(period)
+        stale = [
+            entity
+            for entity, (digest, _, _) in _journal_digests(settings, period).items()
+            if approvals.get(entity, {}).get("journals_digest") != digest
+        ]
+        if stale:
+            raise SystemExit(
+                f"{period} cannot be locked: journals of {', '.join(stale)} are not approved "
+                f"as they stand (meterclose approve --period {period})"
+            )
+        reference = ReferenceData(settings.reference_dir, settings.reference_url)
+        digest, snapshot = reference.snapshot_to(settings.warehouse_dir / "_snapshots", period)
         db.record_lock(period, locked_by, run_id, digest, str(snapshot))
     finally:
         db.dispose()
@@ -466,6 +525,17 @@ def cmd_close(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_approve(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    from resources.control_db import ControlDb
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    db.dispose()
+    approve_period(settings, args.period, args.entity, args.by)
+    return 0
+
+
 def cmd_lock(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
     from resources.control_db import ControlDb
@@ -628,6 +698,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     close.set_defaults(handler=cmd_close)
 
+    approve = commands.add_parser(
+        "approve", help="approve a closed month's journals, per entity, before they are sent"
+    )
+    approve.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    approve.add_argument(
+        "--entity", action="append", help="legal entity (repeatable; default: all of them)"
+    )
+    approve.add_argument(
+        "--by",
+        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
+        help="who approves (default: $METERCLOSE_CONTROLLER, then the login name)",
+    )
+    approve.set_defaults(handler=cmd_approve)
+
     lock = commands.add_parser(
         "lock", help="lock a month closed by the schedule or the UI, once reviewed"
     )
@@ -652,7 +736,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reprocess.set_defaults(handler=cmd_reprocess)
 
     # --data-dir is accepted after the command too, as users type it.
-    for sub in (demo, gen, ingest, close, lock, reprocess):
+    for sub in (demo, gen, ingest, close, approve, lock, reprocess):
         sub.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.billing import billable_usage
+from assets.events import business_events
 from assets.exports import erp_exports
 from assets.ingest import ingest_landing_day
 from assets.invoice import invoice_lines
@@ -29,6 +30,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             journal_lines,
             reconciliation,
             erp_exports,
+            business_events,
         ],
         jobs=[ingest_job, close_job, reprocess_job],
         schedules=[nightly_ingest_schedule, month_end_close_schedule],

@@ -7,7 +7,7 @@ METERCLOSE_CONTROL_DB_URL. The schema is migrated with Alembic, never created ad
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
@@ -89,6 +89,38 @@ reprocess_request = sa.Table(
     sa.Column("requested_at", sa.DateTime(timezone=True), nullable=False),
     sa.Column("reason", sa.String(1024), nullable=False),
     sa.Column("booked_in", sa.String(7)),
+)
+
+# Who approved which period's journals for which entity, on which journal content (a
+# digest): journals that change after approval need approving again.
+journal_approval = sa.Table(
+    "journal_approval",
+    metadata,
+    sa.Column("period", sa.String(7), primary_key=True),
+    sa.Column("entity_id", sa.String(64), primary_key=True),
+    sa.Column("approved_by", sa.String(128), nullable=False),
+    sa.Column("approved_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("journals_digest", sa.String(64), nullable=False),
+    sa.Column("journals", sa.Integer, nullable=False),
+    sa.Column("lines", sa.Integer, nullable=False),
+)
+
+# Canonical business events waiting for delivery (pending → sent → confirmed | rejected).
+event_outbox = sa.Table(
+    "event_outbox",
+    metadata,
+    sa.Column("event_id", sa.String(128), primary_key=True),
+    sa.Column("event_type", sa.String(64), nullable=False),
+    sa.Column("schema_version", sa.Integer, nullable=False),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("correlation_id", sa.String(128), nullable=False),
+    sa.Column("payload", sa.Text, nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
 _MIGRATIONS = Path(__file__).parent / "migrations"
@@ -402,6 +434,108 @@ class ControlDb:
         )
         with self.engine.connect() as conn:
             return [row[0] for row in conn.execute(query)]
+
+    def approve(
+        self, period: str, entity_id: str, approved_by: str, digest: str, journals: int, lines: int
+    ) -> None:
+        """Record (or renew) the approval of a period's journals for an entity."""
+        if self.lock(period) is not None:
+            raise PeriodLockedError(f"period {period} is locked; its journals were approved")
+        row = {
+            "period": period,
+            "entity_id": entity_id,
+            "approved_by": approved_by,
+            "approved_at": datetime.now(UTC),
+            "journals_digest": digest,
+            "journals": journals,
+            "lines": lines,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(
+                journal_approval.delete()
+                .where(journal_approval.c.period == period)
+                .where(journal_approval.c.entity_id == entity_id)
+            )
+            conn.execute(journal_approval.insert().values(**row))
+
+    def approvals(self, period: str) -> dict[str, dict[str, Any]]:
+        """entity → approval row, for a period."""
+        with self.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(journal_approval).where(journal_approval.c.period == period)
+            ).mappings()
+            return {row["entity_id"]: dict(row) for row in rows}
+
+    def enqueue_events(self, events: Sequence[Mapping[str, Any]]) -> int:
+        """Add events to the outbox, once each. An event already there with the same
+        payload is left as it is (a rerun of the close makes the same events); one whose
+        payload changed is updated while still pending, or — already delivered — follows
+        as a new event ``<id>#<payload digest>``. Returns how many rows were added or
+        changed."""
+        if not events:
+            return 0
+        now = datetime.now(UTC)
+        changed = 0
+        with self.engine.begin() as conn:
+            known = {
+                row["event_id"]: row
+                for row in conn.execute(
+                    sa.select(
+                        event_outbox.c.event_id, event_outbox.c.payload_sha256, event_outbox.c.state
+                    ).where(event_outbox.c.event_id.in_([e["event_id"] for e in events]))
+                ).mappings()
+            }
+            fields = (
+                "event_id", "event_type", "schema_version", "period", "correlation_id",
+                "payload", "payload_sha256",
+            )  # fmt: skip
+            new = []
+            for event in events:
+                row = {k: event[k] for k in fields}
+                old = known.get(row["event_id"])
+                if old is not None and old["payload_sha256"] == row["payload_sha256"]:
+                    continue
+                if old is not None and old["state"] == "pending":
+                    conn.execute(
+                        event_outbox.update()
+                        .where(event_outbox.c.event_id == row["event_id"])
+                        .values(
+                            payload=row["payload"],
+                            payload_sha256=row["payload_sha256"],
+                            updated_at=now,
+                        )
+                    )
+                    changed += 1
+                    continue
+                if old is not None:
+                    row["event_id"] = f"{row['event_id']}#{row['payload_sha256'][:8]}"
+                    exists = conn.execute(
+                        sa.select(event_outbox.c.event_id).where(
+                            event_outbox.c.event_id == row["event_id"]
+                        )
+                    ).first()
+                    if exists:
+                        continue
+                new.append(
+                    {
+                        **row,
+                        "state": "pending",
+                        "attempts": 0,
+                        "last_error": None,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                )
+            if new:
+                conn.execute(event_outbox.insert(), new)
+        return changed + len(new)
+
+    def outbox(self, period: str | None = None) -> list[dict[str, Any]]:
+        query = sa.select(event_outbox).order_by(event_outbox.c.event_id)
+        if period is not None:
+            query = query.where(event_outbox.c.period == period)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def dispose(self) -> None:
         self.engine.dispose()

@@ -31,7 +31,15 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ControlDb]:
     control.migrate()
     yield control
     with control.engine.begin() as conn:
-        for table in ("ingest_day", "ingest_file", "ingest_batch"):
+        for table in (
+            "ingest_day",
+            "ingest_file",
+            "ingest_batch",
+            "event_outbox",
+            "journal_approval",
+            "reprocess_request",
+            "period_lock",
+        ):
             conn.execute(sa.text(f"DELETE FROM {table}"))
     control.dispose()
 
@@ -66,4 +74,46 @@ def test_migrations_are_idempotent_and_reruns_replace_a_days_record(db: ControlD
         batches = conn.execute(sa.text("SELECT count(*) FROM ingest_batch")).scalar()
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert batches == 2
-    assert version == "0002"
+    assert version == "0003"
+
+
+def event(event_id: str, payload: str) -> dict[str, object]:
+    import hashlib
+
+    return {
+        "event_id": event_id,
+        "event_type": "InvoiceIssued",
+        "schema_version": 1,
+        "period": "2026-10",
+        "correlation_id": "C-1:2026-10",
+        "payload": payload,
+        "payload_sha256": hashlib.sha256(payload.encode()).hexdigest(),
+    }
+
+
+def test_the_event_outbox_holds_each_event_once(db: ControlDb) -> None:
+    assert db.enqueue_events([event("InvoiceIssued:A", "{}"), event("InvoiceIssued:B", "{}")]) == 2
+    assert db.enqueue_events([event("InvoiceIssued:A", "{}")]) == 0  # a rerun: nothing new
+    # Changed before delivery: the pending event is updated in place.
+    assert db.enqueue_events([event("InvoiceIssued:A", '{"total":"2"}')]) == 1
+    rows = {r["event_id"]: r for r in db.outbox("2026-10")}
+    assert set(rows) == {"InvoiceIssued:A", "InvoiceIssued:B"}
+    assert rows["InvoiceIssued:A"]["payload"] == '{"total":"2"}'
+    # Changed after delivery: a new event follows, the delivered one stays as it was.
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE event_outbox SET state = 'confirmed'"))
+    assert db.enqueue_events([event("InvoiceIssued:B", '{"total":"3"}')]) == 1
+    assert db.enqueue_events([event("InvoiceIssued:B", '{"total":"3"}')]) == 0
+    ids = sorted(r["event_id"] for r in db.outbox("2026-10"))
+    assert ids[:2] == ["InvoiceIssued:A", "InvoiceIssued:B"] and ids[2].startswith(
+        "InvoiceIssued:B#"
+    )
+
+
+def test_approvals_are_per_entity_and_renewed(db: ControlDb) -> None:
+    db.approve("2026-10", "US01", "erin", "d1", 3, 10)
+    db.approve("2026-10", "US01", "frank", "d2", 3, 11)
+    approvals = db.approvals("2026-10")
+    assert set(approvals) == {"US01"}
+    assert approvals["US01"]["approved_by"] == "frank"
+    assert approvals["US01"]["journals_digest"] == "d2"

@@ -27,6 +27,7 @@ def test_assets_and_blocking_checks() -> None:
         "reconciliation",
         "exceptions",
         "erp_exports",
+        "business_events",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
