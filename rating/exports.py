@@ -87,25 +87,29 @@ def split_journals(lines: pl.DataFrame, max_lines: int, by_rate: bool = False) -
         .with_columns(part_no=pl.col("key").rank("dense").over("journal_id").cast(pl.Int64))
         .select("journal_id", "rate_key", "group", "part_no")
     )
-    placed = body.join(numbered, on=["journal_id", "rate_key", "group"]).with_columns(
-        part_id=pl.col("journal_id") + "-" + pl.col("part_no").cast(pl.String)
+    placed = (
+        body.join(numbered, on=["journal_id", "rate_key", "group"])
+        .with_columns(part_id=pl.col("journal_id") + "-" + pl.col("part_no").cast(pl.String))
+        .sort("part_id", "line_no")
     )
     rounding = (
         placed.group_by("part_id")
         .agg(
-            pl.col(c).first()
-            for c in (
-                "accounting_date",
-                "period",
-                "entity_id",
-                "erp_subsidiary",
-                "journal_id",
-                "category",
-                "currency",
-                "functional_currency",
-                "service_period",
-                "part_no",
-            )
+            pl.col("accounting_date").max(),
+            *(
+                pl.col(c).first()
+                for c in (
+                    "period",
+                    "entity_id",
+                    "erp_subsidiary",
+                    "journal_id",
+                    "category",
+                    "currency",
+                    "functional_currency",
+                    "service_period",
+                    "part_no",
+                )
+            ),
         )
         .join(
             placed.group_by("part_id").agg(

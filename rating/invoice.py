@@ -256,7 +256,9 @@ _ADJUSTMENTS = """
 WITH restated AS (
     SELECT * FROM adj_restated WHERE kind NOT IN ('prepaid_drawdown', 'prepaid_purchase')
 ), issued AS (
-    SELECT * FROM adj_issued WHERE kind NOT IN ('prepaid_drawdown', 'prepaid_purchase')
+    -- The month's own lines: its adjustments of earlier months are not part of it.
+    SELECT * FROM adj_issued
+    WHERE kind NOT IN ('prepaid_drawdown', 'prepaid_purchase', 'prior_period_adjustment')
 ), adjusted AS (
     SELECT adjusts_line_id AS line_id, sum(quantity) AS quantity,
         sum(amount_precise) AS amount_precise, sum(amount) AS amount

@@ -12,13 +12,16 @@ A journal is entity × accounting period × currency × category:
   revenue. ``accrual_reversal`` undoes the previous month's accrual on the period's first
   day, at the rate it was booked at, the day its invoice is booked.
 - ``revenue_release``: what the revenue schedule recognises of recurring fees this month,
-  from deferred revenue to revenue.
+  from deferred revenue to revenue; in the functional currency each month's release is the
+  difference of cumulative amounts converted at the invoice's rate, so a fully recognised
+  line leaves nothing deferred.
 - ``prepaid_breakage``: prepaid credit that expired unused, from the contract liability
   to breakage revenue.
 
 FX: each line is converted to the entity's functional currency at the ``daily`` rate of its
-rate date (the latest quoted on or before it) — the document date for billing, the
-month's last day for accruals and breakage, and for a deferred revenue release the
+rate date (the latest quoted on or before it) — the document date for billing (for a usage
+invoice or credit memo, the last day of its service month, when its revenue was accrued),
+the month's last day for accruals and breakage, and for a deferred revenue release the
 invoice's own date: deferred revenue is not remeasured. Rates are quoted per unit of one
 base currency; cross rates are worked out through it, to 12 decimal places, half-even.
 Each line is rounded once to the functional minor unit; what the rounding leaves in a
@@ -79,6 +82,13 @@ ACCRUED_KINDS = (
 )
 
 _MACROS = """
+-- The rate date of a document's lines: a usage invoice or credit memo, dated the first day
+-- after its service month, is converted at the rate its revenue was accrued at (that
+-- month's last day), so its booking and the accrual's reversal cancel in the functional
+-- currency too; any other document at its own date.
+CREATE OR REPLACE TEMP MACRO je_rate_date(invoice_id, invoice_date) AS
+    CASE WHEN invoice_id LIKE '%-U' OR invoice_id LIKE 'CM-%' THEN invoice_date - 1
+         ELSE invoice_date END;
 -- a ÷ b for positive DECIMAL(38,12) rates, to 12 places, half-even, in integers.
 CREATE OR REPLACE TEMP MACRO je_divide(a, b) AS (
     WITH parts AS (
@@ -112,13 +122,15 @@ SELECT 'billing' AS category, invoice_date AS accounting_date, entity_id, curren
     CASE WHEN kind IN ('recurring', 'recurring_adjustment') THEN 'deferred_revenue'
          WHEN kind IN ('prepaid_drawdown', 'prepaid_purchase') THEN 'contract_liability'
          ELSE 'revenue' END AS role,
-    product_id, CAST(-amount AS DECIMAL(38,12)) AS signed, invoice_date AS rate_date,
+    product_id, CAST(-amount AS DECIMAL(38,12)) AS signed, je_rate_date(invoice_id, invoice_date)
+        AS rate_date,
     customer_id, contract_id, invoice_id, line_id, period AS service_period, 1 AS ord,
     invoice_id || ': ' || description AS memo, line_id AS source_ref
 FROM billing
 UNION ALL
 SELECT 'billing', invoice_date, entity_id, currency, 'receivable', NULL,
-    CAST(sum(amount) AS DECIMAL(38,12)), invoice_date, customer_id, contract_id,
+    CAST(sum(amount) AS DECIMAL(38,12)), je_rate_date(invoice_id, invoice_date), customer_id,
+    contract_id,
     invoice_id, NULL, period, 0,
     CASE WHEN any_value(document_type) = 'credit_memo' THEN 'Credit memo ' ELSE 'Invoice ' END
         || invoice_id || ' to ' || customer_id, invoice_id
@@ -215,14 +227,26 @@ WITH dated AS (
 )
 SELECT r.* EXCLUDE (from_units, to_units, from_date, to_date),
     CASE WHEN r.fx_rate IS NULL THEN NULL ELSE r.rate_date END AS fx_rate_date,
-    mc_round_half_even(r.signed * r.fx_rate, c.minor_units) AS functional_signed
-FROM rated r JOIN je_currencies c ON c.code = r.functional_currency
+    -- A release is the difference of cumulative amounts, each converted and rounded once
+    -- at the invoice's rate: over a schedule's months the releases add up to what the
+    -- invoice deferred, to the cent, in the functional currency too.
+    CASE WHEN s.line_id IS NULL
+         THEN mc_round_half_even(r.signed * r.fx_rate, c.minor_units)
+         ELSE CAST((mc_round_half_even(s.recognized_to_date * r.fx_rate, c.minor_units)
+                    - mc_round_half_even(s.recognized_before * r.fx_rate, c.minor_units))
+                   * CASE WHEN r.role = 'deferred_revenue' THEN 1 ELSE -1 END
+                   AS DECIMAL(38,12))
+    END AS functional_signed
+FROM rated r
+JOIN je_currencies c ON c.code = r.functional_currency
+LEFT JOIN je_schedule s
+  ON r.category = 'revenue_release' AND s.pattern = 'ratable' AND s.line_id = r.line_id
 """
 
 _LINES = """
 WITH rounding AS (
     -- What rounding each line once leaves in a journal, to the rounding account.
-    SELECT any_value(category) AS category, any_value(accounting_date) AS accounting_date,
+    SELECT any_value(category) AS category, max(accounting_date) AS accounting_date,
         entity_id, currency, 'rounding' AS role, NULL AS product_id,
         CAST(0 AS DECIMAL(38,12)) AS signed, NULL AS rate_date, NULL AS customer_id,
         NULL AS contract_id, NULL AS invoice_id, NULL AS line_id,

@@ -165,13 +165,27 @@ WITH landed AS (
     SELECT entity_id, currency, sum(opening) AS opening, sum(drawn) AS drawn,
         sum(expired) AS expired, sum(closing) AS closing
     FROM rc_prepaid GROUP BY ALL
+), liability_lines AS (
+    -- The contract liability lines of the billing journals, told apart by what they book.
+    SELECT j.entity_id, j.currency, i.kind, sum(j.debit) - sum(j.credit) AS net
+    FROM rc_journals j
+    JOIN rc_invoices i ON i.line_id = j.line_id
+    WHERE j.category = 'billing' AND j.account_role = 'contract_liability'
+    GROUP BY ALL
 ), drawn_documents AS (
     SELECT entity_id, currency, -sum(amount) AS amount FROM rc_invoices
     WHERE kind = 'prepaid_drawdown' AND invoice_date BETWEEN $month_start AND $month_end
     GROUP BY ALL
 ), drawn_booked AS (
-    SELECT entity_id, currency, sum(net) AS amount FROM booked
-    WHERE category = 'billing' AND account_role = 'contract_liability' GROUP BY ALL
+    SELECT entity_id, currency, sum(net) AS amount FROM liability_lines
+    WHERE kind = 'prepaid_drawdown' GROUP BY ALL
+), sold_documents AS (
+    SELECT entity_id, currency, sum(amount) AS amount FROM rc_invoices
+    WHERE kind = 'prepaid_purchase' AND invoice_date BETWEEN $month_start AND $month_end
+    GROUP BY ALL
+), sold_booked AS (
+    SELECT entity_id, currency, -sum(net) AS amount FROM liability_lines
+    WHERE kind = 'prepaid_purchase' GROUP BY ALL
 ), rows AS (
     SELECT '*' AS entity_id, '' AS currency, 'landing_lines' AS control, 'lines' AS unit,
         raw AS expected, accepted + duplicates + quarantined AS actual, 0 AS explained,
@@ -236,6 +250,11 @@ WITH landed AS (
         'prepaid_drawn_journalised', 'amount', coalesce(d.amount, 0), coalesce(b.amount, 0), 0,
         'prepaid credit drawn on documents dated in the month = contract liability booked'
     FROM drawn_documents d FULL JOIN drawn_booked b USING (entity_id, currency)
+    UNION ALL
+    SELECT coalesce(d.entity_id, b.entity_id), coalesce(d.currency, b.currency),
+        'prepaid_sold_journalised', 'amount', coalesce(d.amount, 0), coalesce(b.amount, 0), 0,
+        'prepaid credit sold on documents dated in the month = contract liability credited'
+    FROM sold_documents d FULL JOIN sold_booked b USING (entity_id, currency)
 )
 SELECT $period AS period, entity_id, currency, control, unit,
     CAST(expected AS DECIMAL(38,12)) AS expected, CAST(actual AS DECIMAL(38,12)) AS actual,
@@ -333,6 +352,15 @@ WITH cases AS (
     WHERE p.period = (SELECT min(period) FROM rc_invoices)
       AND c.start_date < CAST(p.period || '-01' AS DATE) AND p.opening > 0
     UNION ALL
+    SELECT 'prepaid_balance_after_contract_end', 'medium', cu.entity_id, p.contract_id,
+        p.customer_id,
+        'prepaid credit of ' || CAST(p.closing AS DECIMAL(38,2)) || ' ' || p.currency
+            || ' is left on a contract that ended on ' || c.last_day
+            || ' and does not expire',
+        'Refund it or recognise it as breakage, as the contract says', 1, p.closing, p.currency
+    FROM rc_prepaid p JOIN rc_customers cu USING (customer_id)
+    JOIN contracts c USING (contract_id)
+    WHERE p.closing > 0 AND p.expires_on IS NULL AND c.last_day <= $month_end    UNION ALL
     SELECT 'prepaid_credit_used_up', 'info', cu.entity_id, p.contract_id, p.customer_id,
         'prepaid credit used up this month; further charges are invoiced',
         'Offer the customer a top-up', 1, p.drawn, p.currency
@@ -418,5 +446,7 @@ def close_controls(
         "month_end": month_end,
     }
     reconciliation = con.sql(_CONTROLS, params=params).to_arrow_table()
-    exceptions = con.sql(_EXCEPTIONS, params={"period": period}).to_arrow_table()
+    exceptions = con.sql(
+        _EXCEPTIONS, params={"period": period, "month_end": month_end}
+    ).to_arrow_table()
     return reconciliation.cast(RECONCILIATION_SCHEMA), exceptions.cast(EXCEPTION_SCHEMA)

@@ -4,6 +4,7 @@ currencies — worked out by hand in the comments."""
 
 from __future__ import annotations
 
+import json
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -17,6 +18,7 @@ import yaml
 from hypothesis import given, settings
 
 from assets.billing import billable_usage
+from assets.events import business_events
 from assets.exports import erp_exports
 from assets.invoice import invoice_lines
 from assets.journals import journal_lines
@@ -27,6 +29,7 @@ from tests.test_invoicing import Books, contract, month
 
 D = Decimal
 ASSETS = [
+    business_events,
     billable_usage,
     invoice_lines,
     revenue_schedule,
@@ -74,10 +77,13 @@ def accounts(**drop: str) -> dict[str, object]:
     }
 
 
-def books(root: Path, **drop: str) -> None:
+def books(
+    root: Path, contracts: list[dict[str, object]] | None = None, fx: str = FX, **drop: str
+) -> None:
     Books(
         root,
-        [
+        contracts
+        or [
             # A USD customer of the EUR entity: a yearly fee billed in advance…
             contract(customer_id="CUST-0003", plan_id="yearly-usd", start_date="2026-09-01"),
             # … and monthly fees and usage on another contract of the same customer.
@@ -88,7 +94,7 @@ def books(root: Path, **drop: str) -> None:
     reference = root / "reference"
     (reference / "entities.csv").write_text(ENTITIES)
     (reference / "customers.csv").write_text(CUSTOMERS)
-    (reference / "fx_rates.csv").write_text(FX)
+    (reference / "fx_rates.csv").write_text(fx)
     (reference / "accounts.yaml").write_text(yaml.safe_dump(accounts(**drop)))
 
 
@@ -133,7 +139,8 @@ def test_journals_balance_accrue_reverse_and_keep_historical_rates(
         (D("3108.49"), D(0), D("0.9"), D("2797.64"), D(0))
     ]
     # C-2's September usage (5.00, the first tier's flat fee) is accrued on the 30th at
-    # 0.92, reversed on October 1st at the same 0.92, and invoiced that day at 0.95.
+    # 0.92, reversed on October 1st at the same 0.92, and invoiced that day at the rate
+    # its revenue was accrued at (0.92, not October 1st's 0.95): no FX lands in revenue.
     assert posted("JE-EU01-2026-09-USD-usage_accrual", "unbilled_receivable", "C-2") == [
         (D("5"), D(0), D("0.92"), D("4.60"), D(0))
     ]
@@ -143,7 +150,7 @@ def test_journals_balance_accrue_reverse_and_keep_historical_rates(
     usage_invoice = lines.filter(pl.col("invoice_id") == "INV-C-2-20261001-U")
     assert usage_invoice.filter(pl.col("account_role") == "receivable").select(
         "journal_id", "debit", "functional_debit"
-    ).rows() == [("JE-EU01-2026-10-USD-billing", D("5"), D("4.75"))]
+    ).rows() == [("JE-EU01-2026-10-USD-billing", D("5"), D("4.60"))]
     # Every journal balances in both currencies; the rounding account takes what rounding
     # each line once leaves, never more than a few minor units.
     totals = lines.group_by("journal_id").agg(
@@ -428,9 +435,16 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     # Closed by the schedule (no lock), reviewed, then locked by a controller.
     cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
     assert db.open_period() == "2026-10"
-    assert (
-        cli.main(["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]) == 0
-    )
+    lock = ["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]
+    with pytest.raises(SystemExit, match=r"journals of EU01, US01 are not approved"):
+        cli.main(lock)
+    approve = ["--data-dir", str(data_dir), "approve", "--period", "2026-10", "--by", "erin"]
+    assert cli.main(approve) == 0
+    assert cli.main(lock) == 0
+    approved = [e for e in db.outbox("2026-10") if e["event_type"] == "RevenueJournalApproved"]
+    assert [json.loads(e["payload"])["data"]["approved_by"] for e in approved] == ["erin"] * 2
+    issued = [e for e in db.outbox("2026-10") if e["event_type"] == "InvoiceIssued"]
+    assert issued and all(e["state"] == "pending" for e in issued)
     assert [(lock.period, lock.locked_by) for lock in db.locks()] == [
         ("2026-09", "alice"),
         ("2026-10", "dave"),
@@ -514,7 +528,97 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
     db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
     assert db.request_reprocess("2026-09", "carol", "credit granted late") == "2026-10"
     assert db.reprocessing("2026-10") == ["2026-09"]
+    cli.approve_period(settings, "2026-10", None, "bob")  # type: ignore[arg-type]
     cli.lock_period(settings, "2026-10", "bob", "run-1")  # type: ignore[arg-type]
     assert db.reprocessing("2026-10") == ["2026-09"]  # October's own rerun would book it
     assert db.reprocessing("2026-11") == []
     db.dispose()
+
+
+def test_deferred_revenue_clears_in_the_functional_currency_too(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    # 250.00 of seats from September 15th, anniversary billing, at 0.9213: 230.33 EUR
+    # deferred; released 16 and 14 days of 30 — 133.33 and 116.67 USD — whose functional
+    # amounts must add back to 230.33, not to 122.84 + 107.49 = 230.33 ± a cent by chance.
+    fx = "date,from_currency,to_currency,rate,rate_type\n2026-08-01,USD,EUR,0.9213,daily\n"
+    books(
+        data_dir,
+        [
+            contract(
+                customer_id="CUST-0003", start_date="2026-09-15", billing_alignment="anniversary"
+            )
+        ],
+        fx=fx,
+    )
+    for period in ("2026-09", "2026-10"):
+        assert close(resources, period).success
+    journals = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "*.parquet")
+    deferred = journals.filter(pl.col("account_role") == "deferred_revenue")
+    for _, rows in deferred.group_by("line_id"):
+        if rows["debit"].sum() == rows["credit"].sum():  # fully recognised
+            assert rows["functional_debit"].sum() == rows["functional_credit"].sum()
+    seats = deferred.filter(pl.col("memo").str.contains("seats-fee|Deferred revenue released"))
+    assert seats.height > 0
+
+
+def test_prepaid_credit_sold_in_the_month_reconciles(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    books(
+        data_dir,
+        [
+            contract(
+                customer_id="CUST-0001",
+                start_date="2026-09-16",
+                prepaid_credit={"amount": "1000.00", "expires_on": "2027-09-15"},
+            )
+        ],
+    )
+    assert close(resources, "2026-09").success
+    controls = pl.read_parquet(data_dir / "warehouse" / "reconciliation" / "2026-09.parquet")
+    assert set(controls["status"]) == {"tied"}
+    by_control = {r["control"]: r["actual"] for r in controls.iter_rows(named=True)}
+    assert by_control["prepaid_sold_journalised"] == D("1000")
+    assert by_control["prepaid_drawn_journalised"] == D("725")  # 600.00 + 125.00 of fees
+
+
+def test_an_adjusted_month_restated_again_adds_nothing(
+    data_dir: Path,
+    resources: dict[str, object],
+    settings: object,
+    land: object,
+    tmp_path: Path,
+    monkeypatch: object,
+) -> None:
+    from assets.ingest import ingest_landing_day
+    from assets.usage import daily_usage
+    from dagster_project import cli
+    from tests.conftest import event
+
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
+    books(data_dir, [contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-08-01")])
+
+    def arrive(day: date, prefix: str, count: int, when: str) -> None:
+        lines = [
+            event(f"{prefix}{i}", "api.request", time=when, data={"region": "eu"})
+            for i in range(count)
+        ]
+        land(day, "events-00.ndjson", lines)  # type: ignore[operator]
+        dg.materialize(
+            [ingest_landing_day, daily_usage], partition_key=day.isoformat(), resources=resources
+        )
+
+    arrive(date(2026, 8, 3), "a", 3, "2026-08-03T10:00:00Z")
+    cli.run_close(settings, ["2026-08"], "alice")  # type: ignore[arg-type]
+    arrive(date(2026, 9, 2), "late", 2, "2026-08-29T10:00:00Z")
+    cli.run_close(settings, ["2026-09", "2026-10"], "alice")  # type: ignore[arg-type]
+    invoices = pl.read_parquet(data_dir / "warehouse" / "invoice_lines" / "*.parquet")
+    adjustments = invoices.filter(pl.col("kind") == "prior_period_adjustment")
+    # August's two late calls, billed once, in September; October, which restates both
+    # August and September, adds nothing.
+    assert adjustments.select("period", "service_period", "amount").rows() == [
+        ("2026-09", "2026-08", D("2.00"))
+    ]
