@@ -273,33 +273,33 @@ class DayResult:
 _CLASSIFY = f"""
 CREATE OR REPLACE TEMP TABLE classified AS
 WITH decoded AS (
-    SELECT rid, file, line_no,
+    SELECT rid,
         CASE WHEN raw IS NOT NULL THEN raw ELSE try(decode(line)) END AS text
     FROM lines
 ), shaped AS (
-    SELECT rid, file, line_no,
+    SELECT rid,
         CASE WHEN ends_with(text, chr(13)) THEN rtrim(text, chr(13)) ELSE text END AS raw
     FROM decoded
 ), valid AS (
-    SELECT rid, file, line_no, raw,
+    SELECT rid, raw,
         raw IS NOT NULL AND json_valid(raw) AS is_json
     FROM shaped
 ), objects AS (
-    SELECT rid, file, line_no, raw, is_json,
+    SELECT rid, raw, is_json,
         -- Almost every line starts with its brace; only the rest pay for a trim.
         CASE WHEN NOT is_json THEN false
              WHEN starts_with(raw, '{{') THEN true
              ELSE starts_with(ltrim(raw, {_WHITESPACE}), '{{') END AS is_object
     FROM valid
 ), fields AS (
-    SELECT rid, file, line_no, raw, is_json, is_object,
+    SELECT rid, raw, is_json, is_object,
         CASE WHEN is_object THEN
             json_extract(raw, ['$.specversion', '$.id', '$.source', '$.type', '$.subject',
                                '$.time', '$.data'])
         END AS fx
     FROM objects
 ), attrs AS (
-    SELECT rid, file, line_no, raw, is_json, is_object,
+    SELECT rid, raw, is_json, is_object,
         fx[1] AS j_specversion, fx[2] AS j_id, fx[3] AS j_source, fx[4] AS j_type,
         fx[5] AS j_subject, fx[6] AS j_time, fx[7] AS j_data
     FROM fields
@@ -337,7 +337,7 @@ WITH decoded AS (
         END AS reason
     FROM timed
 ), parsed AS (
-    SELECT rid, file, line_no, reason,
+    SELECT rid, reason,
         -- The detail is worked out for rejected lines only.
         CASE WHEN reason IS NOT NULL THEN
             CASE
@@ -454,7 +454,7 @@ WITH decoded AS (
              ELSE number END AS quantity
     FROM numbers
 )
-SELECT rid, file, line_no, line_head, line_reason AS reason, line_detail AS detail,
+SELECT rid, line_head, line_reason AS reason, line_detail AS detail,
     event_id, source, event_type, customer_id, event_time, data,
     meter, quantity,
     CASE WHEN aggregation = 'UNIQUE_COUNT' THEN value_text END AS unique_value,
@@ -564,20 +564,20 @@ ORDER BY c.customer_rank, c.meter_rank, c.event_time, c.rid
 # reads the wide columns: a line's own fault, an unknown customer, a meter's bad value.
 _QUARANTINED = """
 WITH candidates AS (
-    SELECT rid, file, line_no, reason, detail, known_customer,
+    SELECT rid, reason, detail, known_customer,
         source, event_id, event_type, customer_id, event_time
     FROM classified WHERE line_head AND reason IS NOT NULL
     UNION ALL
-    SELECT rid, file, line_no, reason, detail, known_customer,
+    SELECT rid, reason, detail, known_customer,
         source, event_id, event_type, customer_id, event_time
     FROM classified WHERE line_head AND reason IS NULL AND NOT known_customer
     UNION ALL
-    SELECT rid, file, line_no, reason, detail, known_customer,
+    SELECT rid, reason, detail, known_customer,
         source, event_id, event_type, customer_id, event_time
     FROM classified WHERE line_head AND reason IS NULL AND known_customer
         AND rid IN (SELECT rid FROM value_reasons)
 ), rejected AS (
-    SELECT c.rid, c.file, c.line_no,
+    SELECT c.rid,
         coalesce(c.reason, v.reason,
                  CASE WHEN NOT c.known_customer THEN 'unknown_customer' END) AS reason,
         coalesce(c.detail, v.detail,
@@ -587,7 +587,7 @@ WITH candidates AS (
     FROM candidates c
     LEFT JOIN value_reasons v USING (rid)
 )
-SELECT $received_date AS received_date, r.file, r.line_no, r.reason, r.detail,
+SELECT $received_date AS received_date, l.file, l.line_no, r.reason, r.detail,
     coalesce(l.raw, try(decode(l.line)), CAST(l.line AS VARCHAR)) AS raw,
     CASE WHEN r.reason = 'invalid_encoding' THEN hex(l.line) END AS raw_hex,
     r.source, r.event_id, r.event_type, r.customer_id, r.event_time
@@ -597,10 +597,11 @@ ORDER BY r.rid
 """
 
 _DUPLICATES = """
-SELECT $received_date AS received_date, c.file, c.line_no, c.source, c.event_id,
+SELECT $received_date AS received_date, l.file, l.line_no, c.source, c.event_id,
     d.first_received_date, d.first_file, d.first_line_no
 FROM dups d
 JOIN classified c ON c.rid = d.rid AND c.line_head
+JOIN lines l ON l.rid = d.rid
 ORDER BY d.rid
 """
 
