@@ -253,3 +253,62 @@ def test_batch_id_depends_on_day_names_and_content_only() -> None:
 )
 def test_whitespace_is_json_whitespace(tmp_path: Path, line: str, reason: str) -> None:
     assert verdict(tmp_path, line)[0] == reason
+
+
+def test_files_and_line_numbers_follow_each_line_across_a_days_files(tmp_path: Path) -> None:
+    """File names and line numbers are worked out from a line's position in the day."""
+    gb = {"gb": 1}
+    contents = {
+        "a.ndjson": [event("e1", "storage.usage", data=gb), event("e2", "storage.usage", data=gb)],
+        "b.ndjson": [],
+        "c.ndjson.gz": [
+            "not json",
+            event("e2", "storage.usage", data=gb),
+            event("e3", "storage.usage", data=gb, subject="CUST-9999"),
+            event("e4", "storage.usage", data=gb),
+        ],
+    }
+    files = []
+    for name, lines in contents.items():
+        path = tmp_path / name
+        payload = "".join(f"{line}\n" for line in lines).encode()
+        path.write_bytes(gzip.compress(payload, mtime=0) if name.endswith(".gz") else payload)
+        files.append(ingest.LandingFile(f"{DAY}/{name}", path))
+    lines, _ = ingest.read_landing(files)
+    result = ingest.ingest_day(
+        ingest.connect(),
+        received_date=DAY,
+        lines=lines,
+        meters=METERS,
+        customer_ids=pa.array(["CUST-0001"]),
+        prior_usage_files=[],
+        rules=ingest.IngestRules(),
+        ingest_batch_id="ib-test",
+    )
+    a, c = f"{DAY}/a.ndjson", f"{DAY}/c.ndjson.gz"
+    usage = result.usage_events.select(["event_id", "file", "line_no", "received_date"])
+    assert sorted(usage.to_pylist(), key=lambda r: r["event_id"]) == [
+        {"event_id": "e1", "file": a, "line_no": 1, "received_date": DAY},
+        {"event_id": "e2", "file": a, "line_no": 2, "received_date": DAY},
+        {"event_id": "e4", "file": c, "line_no": 4, "received_date": DAY},
+    ]
+    assert result.usage_events.column("ingest_batch_id").unique().to_pylist() == ["ib-test"]
+    duplicate = result.duplicate_events.to_pylist()
+    assert [(d["file"], d["line_no"], d["first_file"], d["first_line_no"]) for d in duplicate] == [
+        (c, 2, a, 2)
+    ]
+    quarantined = result.quarantined_events.to_pylist()
+    assert [(q["file"], q["line_no"], q["reason"]) for q in quarantined] == [
+        (c, 1, "invalid_json"),
+        (c, 3, "unknown_customer"),
+    ]
+    assert result.per_file.to_pylist() == [
+        {"file": a, "raw_lines": 2, "accepted": 2, "duplicates": 0, "quarantined": 0},
+        {"file": c, "raw_lines": 4, "accepted": 1, "duplicates": 1, "quarantined": 2},
+    ]
+    keys = result.key_index.to_pydict()
+    assert sorted(zip(keys["file"], keys["line_no"], keys["received_date"], strict=True)) == [
+        (a, 1, DAY),
+        (a, 2, DAY),
+        (c, 4, DAY),
+    ]
