@@ -660,6 +660,15 @@ def compare_manifest(settings: Settings, days: Sequence[date]) -> CheckOutcome:
     return compare_with_manifest(manifest, actual)
 
 
+def _by_argument(parser: argparse.ArgumentParser, what: str) -> None:
+    """``--by``: the person a command records, for the audit trail."""
+    parser.add_argument(
+        "--by",
+        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
+        help=f"who {what} (default: $METERCLOSE_CONTROLLER, then the login name)",
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meterclose", description=__doc__)
     parser.add_argument(
@@ -685,12 +694,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     close = commands.add_parser("close", help="materialise a month's partitions and its close")
     close.add_argument("--period", type=_month, required=True, help="YYYY-MM")
-    close.add_argument(
-        "--by",
-        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
-        help="who closes the month, recorded with its lock (default: $METERCLOSE_CONTROLLER, "
-        "then the login name)",
-    )
+    _by_argument(close, "closes the month, recorded with its lock")
     close.add_argument(
         "--no-lock",
         action="store_true",
@@ -705,22 +709,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     approve.add_argument(
         "--entity", action="append", help="legal entity (repeatable; default: all of them)"
     )
-    approve.add_argument(
-        "--by",
-        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
-        help="who approves (default: $METERCLOSE_CONTROLLER, then the login name)",
-    )
+    _by_argument(approve, "approves")
     approve.set_defaults(handler=cmd_approve)
 
     lock = commands.add_parser(
         "lock", help="lock a month closed by the schedule or the UI, once reviewed"
     )
     lock.add_argument("--period", type=_month, required=True, help="YYYY-MM")
-    lock.add_argument(
-        "--by",
-        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
-        help="who locks the month (default: $METERCLOSE_CONTROLLER, then the login name)",
-    )
+    _by_argument(lock, "locks the month")
     lock.set_defaults(handler=cmd_lock)
 
     reprocess = commands.add_parser(
@@ -728,11 +724,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     reprocess.add_argument("--period", type=_month, required=True, help="YYYY-MM")
     reprocess.add_argument("--reason", required=True, help="why, for the audit trail")
-    reprocess.add_argument(
-        "--by",
-        default=os.environ.get("METERCLOSE_CONTROLLER") or getpass.getuser(),
-        help="who asks (default: $METERCLOSE_CONTROLLER, then the login name)",
-    )
+    _by_argument(reprocess, "asks")
     reprocess.set_defaults(handler=cmd_reprocess)
 
     # --data-dir is accepted after the command too, as users type it.

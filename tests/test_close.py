@@ -5,6 +5,7 @@ currencies — worked out by hand in the comments."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
 from pathlib import Path
@@ -96,6 +97,26 @@ def books(
     (reference / "customers.csv").write_text(CUSTOMERS)
     (reference / "fx_rates.csv").write_text(fx)
     (reference / "accounts.yaml").write_text(yaml.safe_dump(accounts(**drop)))
+
+
+def calls_arriving(land: object, resources: dict[str, object]) -> Callable[..., None]:
+    """``arrive(day, prefix, count, when)``: API calls of CUST-0001 landing on ``day``,
+    ingested there and then."""
+    from assets.ingest import ingest_landing_day
+    from assets.usage import daily_usage
+    from tests.conftest import event
+
+    def arrive(day: date, prefix: str, count: int, when: str) -> None:
+        lines = [
+            event(f"{prefix}{i}", "api.request", time=when, data={"region": "eu"})
+            for i in range(count)
+        ]
+        land(day, "events-00.ndjson", lines)  # type: ignore[operator]
+        dg.materialize(
+            [ingest_landing_day, daily_usage], partition_key=day.isoformat(), resources=resources
+        )
+
+    return arrive
 
 
 def close(resources: dict[str, object], period: str) -> dg.ExecuteInProcessResult:
@@ -461,26 +482,15 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
     tmp_path: Path,
     monkeypatch: object,
 ) -> None:
-    from assets.ingest import ingest_landing_day
-    from assets.usage import daily_usage
     from dagster_project import cli
     from resources.control_db import ControlDb
-    from tests.conftest import event
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
     books(data_dir)
 
-    def arrive(day: date, prefix: str, count: int, when: str) -> None:
-        lines = [
-            event(f"{prefix}{i}", "api.request", time=when, data={"region": "eu"})
-            for i in range(count)
-        ]
-        land(day, "events-00.ndjson", lines)  # type: ignore[operator]
-        dg.materialize(
-            [ingest_landing_day, daily_usage], partition_key=day.isoformat(), resources=resources
-        )
+    arrive = calls_arriving(land, resources)
 
     # Three API calls of C-3 in September: 5.00 flat + 3 × 1.00 = 8.00.
     arrive(date(2026, 9, 3), "a", 3, "2026-09-03T10:00:00Z")
@@ -591,25 +601,14 @@ def test_an_adjusted_month_restated_again_adds_nothing(
     tmp_path: Path,
     monkeypatch: object,
 ) -> None:
-    from assets.ingest import ingest_landing_day
-    from assets.usage import daily_usage
     from dagster_project import cli
-    from tests.conftest import event
 
     home = tmp_path / "dagster_home"
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
     books(data_dir, [contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-08-01")])
 
-    def arrive(day: date, prefix: str, count: int, when: str) -> None:
-        lines = [
-            event(f"{prefix}{i}", "api.request", time=when, data={"region": "eu"})
-            for i in range(count)
-        ]
-        land(day, "events-00.ndjson", lines)  # type: ignore[operator]
-        dg.materialize(
-            [ingest_landing_day, daily_usage], partition_key=day.isoformat(), resources=resources
-        )
+    arrive = calls_arriving(land, resources)
 
     arrive(date(2026, 8, 3), "a", 3, "2026-08-03T10:00:00Z")
     cli.run_close(settings, ["2026-08"], "alice")  # type: ignore[arg-type]
