@@ -334,6 +334,12 @@ def _refresh_views(settings: Settings) -> None:
     _say(f"DuckDB views refreshed: {', '.join(views)}")
 
 
+def _print_close(settings: Settings, periods: Sequence[str]) -> None:
+    """What the close of each month produced, table by table."""
+    for show in (_print_billing, _print_invoices, _print_journals, _print_reconciliation):
+        show(settings, periods)
+
+
 def _print_billing(settings: Settings, periods: Sequence[str]) -> None:
     import polars as pl
     from rich.console import Console
@@ -364,7 +370,6 @@ def _print_billing(settings: Settings, periods: Sequence[str]) -> None:
                 f"{row['minimums']:,.{_places(row['currency'])}f}",
             )
     Console().print(table)
-    _print_invoices(settings, periods)
 
 
 def _print_invoices(settings: Settings, periods: Sequence[str]) -> None:
@@ -412,7 +417,6 @@ def _print_invoices(settings: Settings, periods: Sequence[str]) -> None:
     # Ten money columns do not fit 80 characters; a narrower terminal wraps lines instead
     # of cutting every figure short.
     Console(width=max(Console().width, 132)).print(table)
-    _print_journals(settings, periods)
 
 
 def _print_journals(settings: Settings, periods: Sequence[str]) -> None:
@@ -447,7 +451,6 @@ def _print_journals(settings: Settings, periods: Sequence[str]) -> None:
                 f"{row['credit']:,.{places}f}",
             )
     Console().print(table)
-    _print_reconciliation(settings, periods)
 
 
 def _print_reconciliation(settings: Settings, periods: Sequence[str]) -> None:
@@ -515,7 +518,7 @@ def cmd_close(args: argparse.Namespace) -> int:
     run_ingest(settings, days)
     _print_summary(settings, days)
     run_close(settings, [args.period], None if args.no_lock else args.by)
-    _print_billing(settings, [args.period])
+    _print_close(settings, [args.period])
     _refresh_views(settings)
     _say(
         f"{args.period} is rated, invoiced, scheduled, booked and reconciled "
@@ -584,7 +587,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     _print_summary(settings, days)
     periods = complete_months(days)
     run_close(settings, periods, DEMO_CONTROLLER)
-    _print_billing(settings, periods)
+    _print_close(settings, periods)
     _refresh_views(settings)
     _say(f"\ndone in {time.perf_counter() - started:.1f}s")
     _say(
