@@ -119,3 +119,12 @@ def land(data_dir: Path) -> LandFn:
         return path
 
     return _land
+
+
+@pytest.fixture
+def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A throw-away Dagster instance, for runs that go through ``DagsterInstance.get()``."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    return home

@@ -413,8 +413,7 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     data_dir: Path,
     resources: dict[str, object],
     settings: object,
-    tmp_path: Path,
-    monkeypatch: object,
+    dagster_home: Path,
     capsys: object,
 ) -> None:
     import hashlib
@@ -424,9 +423,6 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     from dagster_project import cli
     from resources.control_db import ControlDb, PeriodLockedError
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
     books(data_dir)
     cli.run_close(settings, ["2026-09"], "alice")  # type: ignore[arg-type]
     db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
@@ -479,15 +475,11 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
     resources: dict[str, object],
     settings: object,
     land: object,
-    tmp_path: Path,
-    monkeypatch: object,
+    dagster_home: Path,
 ) -> None:
     from dagster_project import cli
     from resources.control_db import ControlDb
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
     books(data_dir)
 
     arrive = calls_arriving(land, resources)
@@ -598,14 +590,10 @@ def test_an_adjusted_month_restated_again_adds_nothing(
     resources: dict[str, object],
     settings: object,
     land: object,
-    tmp_path: Path,
-    monkeypatch: object,
+    dagster_home: Path,
 ) -> None:
     from dagster_project import cli
 
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))  # type: ignore[attr-defined]
     books(data_dir, [contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-08-01")])
 
     arrive = calls_arriving(land, resources)

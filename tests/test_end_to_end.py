@@ -38,14 +38,6 @@ def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return root
 
 
-@pytest.fixture
-def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    home = tmp_path / "dagster_home"
-    home.mkdir()
-    monkeypatch.setenv("DAGSTER_HOME", str(home))
-    return home
-
-
 def test_shipped_sample_is_exactly_what_the_generator_makes(tmp_path: Path) -> None:
     generate(tmp_path, list(cli.DEMO_MONTHS), cli.DEMO_EVENTS, cli.DEMO_SEED)
     shipped = REPO_ROOT / "data"
