@@ -182,8 +182,10 @@ def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None)
                 settings, "close_job", f"closing {period}", partition_key=f"{period}-01"
             )
             if locked_by is not None:
-                # The controller's one-step close: approve every entity's journals, lock.
+                # The controller's one-step close: approve every entity's journals, publish
+                # them (when an ERP is configured), lock once the ERP has confirmed them.
                 approve_period(settings, period, None, locked_by)
+                publish_period(settings, period)
                 lock_period(settings, period, locked_by, run_id)
     finally:
         db.dispose()
@@ -191,21 +193,27 @@ def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None)
 
 def _journal_digests(settings: Settings, period: str) -> dict[str, tuple[str, int, int]]:
     """Per entity: a digest of its journal lines for the period, its journals and lines."""
-    import hashlib
-
     import polars as pl
+
+    from rating.erp import entity_digests
 
     path = settings.warehouse_dir / "journal_lines" / f"{period}.parquet"
     if not path.exists():
         raise SystemExit(f"{period} has not been closed: no journal lines at {path}")
-    lines = pl.read_parquet(path)
-    digests = {}
-    for (entity,), part in lines.sort("journal_id", "line_no").group_by(
-        "entity_id", maintain_order=True
-    ):
-        digest = hashlib.sha256(part.write_csv().encode()).hexdigest()
-        digests[str(entity)] = (digest, part["journal_id"].n_unique(), part.height)
-    return digests
+    return entity_digests(pl.read_parquet(path))
+
+
+def publish_period(settings: Settings, period: str) -> None:
+    """Publish a closed month's approved journals to the ERP, when one is configured."""
+    if settings.erp_kind == "none":
+        return
+    _execute(
+        settings,
+        "publish_job",
+        f"publishing {period} to the ERP ({settings.erp_kind} at {settings.erp_url})",
+        partition_key=f"{period}-01",
+    )
+    _print_publication(settings, [period])
 
 
 def approve_period(
@@ -265,12 +273,44 @@ def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) ->
                 f"{period} cannot be locked: journals of {', '.join(stale)} are not approved "
                 f"as they stand (meterclose approve --period {period})"
             )
+        _refuse_unpublished(settings, period)
         reference = ReferenceData(settings.reference_dir, settings.reference_url)
         digest, snapshot = reference.snapshot_to(settings.warehouse_dir / "_snapshots", period)
         db.record_lock(period, locked_by, run_id, digest, str(snapshot))
     finally:
         db.dispose()
     _say(f"{period} locked by {locked_by}; reference data kept in {snapshot}")
+
+
+def _refuse_unpublished(settings: Settings, period: str) -> None:
+    """With an ERP configured, a month locks only once the ERP has confirmed every
+    document and what it holds ties to journal_lines (close → approve → publish → ERP
+    confirms → lock)."""
+    if settings.erp_kind == "none":
+        return
+    import polars as pl
+
+    publication = settings.warehouse_dir / "erp_publication" / f"{period}.parquet"
+    if not publication.exists():
+        raise SystemExit(
+            f"{period} cannot be locked: it has not been published to the ERP "
+            f"(meterclose publish --period {period})"
+        )
+    documents = pl.read_parquet(publication)
+    open_ = documents.filter(pl.col("state") != "confirmed")
+    if open_.height:
+        states = dict(open_.group_by("state").len().sort("state").iter_rows())
+        raise SystemExit(
+            f"{period} cannot be locked: {open_.height} of {documents.height} ERP document(s) "
+            f"not confirmed ({', '.join(f'{n} {s}' for s, n in states.items())}); see "
+            "erp_exceptions, then meterclose publish --period " + period
+        )
+    controls = pl.read_parquet(settings.warehouse_dir / "erp_reconciliation" / f"{period}.parquet")
+    if controls.filter(pl.col("status") == "unexplained").height:
+        raise SystemExit(
+            f"{period} cannot be locked: the ERP's balances differ from journal_lines "
+            "(erp_reconciliation)"
+        )
 
 
 def _last_close_run(period: str) -> str:
@@ -483,6 +523,55 @@ def _print_reconciliation(settings: Settings, periods: Sequence[str]) -> None:
         _say("variances and why:\n" + "\n".join(explained))
 
 
+def _print_publication(settings: Settings, periods: Sequence[str]) -> None:
+    import polars as pl
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"Published to the ERP ({settings.erp_kind}: {settings.erp_url})")
+    for column in ("period", "entity", "documents", "lines", "confirmed", "other states"):
+        table.add_column(column, justify="right")
+    notes: list[str] = []
+    for period in periods:
+        path = settings.warehouse_dir / "erp_publication" / f"{period}.parquet"
+        if not path.exists():
+            continue
+        docs = pl.read_parquet(path)
+        summary = (
+            docs.group_by("entity_id")
+            .agg(
+                documents=pl.len(),
+                lines=pl.col("line_count").sum(),
+                confirmed=(pl.col("state") == "confirmed").sum(),
+                other=pl.col("state").filter(pl.col("state") != "confirmed").sort().unique(),
+            )
+            .sort("entity_id")
+        )
+        for row in summary.iter_rows(named=True):
+            table.add_row(
+                period,
+                row["entity_id"],
+                str(row["documents"]),
+                str(row["lines"]),
+                str(row["confirmed"]),
+                ", ".join(row["other"]) or "-",
+            )
+        queue = pl.read_parquet(settings.warehouse_dir / "erp_exceptions" / f"{period}.parquet")
+        notes += [f"  {period} {r['kind']}: {r['reason']}" for r in queue.iter_rows(named=True)]
+        controls = pl.read_parquet(
+            settings.warehouse_dir / "erp_reconciliation" / f"{period}.parquet"
+        )
+        status = dict(controls.group_by("status").len().iter_rows())
+        notes.append(
+            f"  {period} ERP read-back: {controls.height} balances by entity, account and "
+            f"currency — {status.get('tied', 0)} tied, {status.get('explained', 0)} explained, "
+            f"{status.get('unexplained', 0)} unexplained"
+        )
+    Console().print(table)
+    if notes:
+        _say("\n".join(notes))
+
+
 def _places(currency: str) -> int:
     from rating.currency import minor_units
 
@@ -536,6 +625,19 @@ def cmd_approve(args: argparse.Namespace) -> int:
     db.migrate()
     db.dispose()
     approve_period(settings, args.period, args.entity, args.by)
+    return 0
+
+
+def cmd_publish(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    if settings.erp_kind == "none":
+        raise SystemExit(
+            "no ERP configured: set METERCLOSE_ERP=tryton, METERCLOSE_ERP_URL, "
+            "METERCLOSE_ERP_DATABASE, METERCLOSE_ERP_LOGIN and METERCLOSE_ERP_PASSWORD "
+            "(the import files are written by the close either way)"
+        )
+    publish_period(settings, args.period)
+    _refresh_views(settings)
     return 0
 
 
@@ -715,6 +817,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     _by_argument(approve, "approves")
     approve.set_defaults(handler=cmd_approve)
 
+    publish = commands.add_parser(
+        "publish",
+        help="send a closed month's approved journals to the ERP, exactly once; resumable",
+    )
+    publish.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    publish.set_defaults(handler=cmd_publish)
+
     lock = commands.add_parser(
         "lock", help="lock a month closed by the schedule or the UI, once reviewed"
     )
@@ -731,7 +840,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reprocess.set_defaults(handler=cmd_reprocess)
 
     # --data-dir is accepted after the command too, as users type it.
-    for sub in (demo, gen, ingest, close, approve, lock, reprocess):
+    for sub in (demo, gen, ingest, close, approve, publish, lock, reprocess):
         sub.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -14,13 +14,24 @@ ingest_job = dg.define_asset_job(
 
 close_job = dg.define_asset_job(
     "close_job",
-    selection=dg.AssetSelection.groups("billing", "close"),
+    selection=dg.AssetSelection.groups("billing", "close", "publish"),
     partitions_def=close_monthly_partition,
     description=(
         "Close a month: rate its usage under the contract terms in force (billable_usage), "
         "issue its invoices and credit memos (invoice_lines, prepaid_balances), schedule "
-        "revenue (revenue_schedule) and book balanced journals (journal_lines); each step "
-        "gated by the blocking checks of the one before."
+        "revenue (revenue_schedule), book balanced journals (journal_lines), reconcile, "
+        "write the import files, and end by publishing the approved journals to the ERP "
+        "(erp_publication); each step gated by the blocking checks of the one before."
+    ),
+)
+
+publish_job = dg.define_asset_job(
+    "publish_job",
+    selection=dg.AssetSelection.groups("publish"),
+    partitions_def=close_monthly_partition,
+    description=(
+        "Publish a closed month's approved journals to the ERP (exactly once, resuming "
+        "where an earlier run stopped) and reconcile what the ERP holds."
     ),
 )
 

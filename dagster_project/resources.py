@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dagster_project.settings import Settings, load_settings
 from resources.control_db import ControlDbResource
+from resources.erp.adapter import ErpResource
 from resources.landing import IngestRulesResource, LandingResource
 from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
@@ -21,4 +22,13 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
         ),
         "control_db": ControlDbResource(url=settings.control_db_url),
         "ingest_rules": IngestRulesResource(lateness_days=settings.lateness_days),
+        "erp": ErpResource(
+            kind=settings.erp_kind,
+            url=settings.erp_url,
+            database=settings.erp_database,
+            login=settings.erp_login,
+            rate_per_second=settings.erp_rate_per_second,
+            concurrency=settings.erp_concurrency,
+            batch_size=settings.erp_batch_size,
+        ),
     }

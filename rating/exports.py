@@ -52,14 +52,23 @@ def _money(value: Decimal | None, currency: str) -> str:
     return f"{value:.{places}f}"
 
 
-def split_journals(lines: pl.DataFrame, max_lines: int, by_rate: bool = False) -> pl.DataFrame:
+def split_journals(
+    lines: pl.DataFrame, max_lines: int, by_rate: bool = False, by_date: bool = False
+) -> pl.DataFrame:
     """Canonical lines with ``part_id`` (the external id of the part a line is in) and
-    ``part_line_no``; rounding lines recomputed per part."""
+    ``part_line_no``; rounding lines recomputed per part. ``by_rate`` gives each exchange
+    rate date its own parts, ``by_date`` each accounting date (for ERPs whose journal
+    entry has a single date)."""
     if max_lines < 3:
         raise ValueError("a journal part needs room for a balanced pair and a rounding line")
+    keys = [
+        pl.col(c).cast(pl.String).fill_null("")
+        for c, wanted in (("fx_rate_date", by_rate), ("accounting_date", by_date))
+        if wanted
+    ]
     body = lines.filter(pl.col("account_role") != "rounding").with_columns(
         group=pl.coalesce("invoice_id", "line_id", pl.lit("")),
-        rate_key=(pl.col("fx_rate_date").cast(pl.String) if by_rate else pl.lit("")).fill_null(""),
+        rate_key=pl.concat_str(keys, separator="|") if keys else pl.lit(""),
     )
     groups = (
         body.group_by("journal_id", "rate_key", "group")

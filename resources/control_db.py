@@ -123,6 +123,33 @@ event_outbox = sa.Table(
     sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
 )
 
+# The publish ledger: one row per ERP document (a journal part) and target ERP.
+# pending (waiting for approval or its turn) → sent (handed to the ERP; outcome unknown
+# until confirmed) → confirmed (the ERP holds it, posted: erp_document_id) | rejected (a
+# business rejection, with the ERP's message; sent again only once its content changes).
+erp_publication = sa.Table(
+    "erp_publication",
+    metadata,
+    sa.Column("target", sa.String(128), primary_key=True),
+    sa.Column("external_id", sa.String(160), primary_key=True),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("entity_id", sa.String(64), nullable=False),
+    sa.Column("journal_id", sa.String(128), nullable=False),
+    sa.Column("accounting_date", sa.Date, nullable=False),
+    sa.Column("lines", sa.Integer, nullable=False),
+    # Exact decimal text: SQLite has no exact numeric type.
+    sa.Column("functional_debit", sa.String(48), nullable=False),
+    sa.Column("payload_sha256", sa.String(64), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("erp_document_id", sa.String(64)),
+    sa.Column("attempts", sa.Integer, nullable=False),
+    sa.Column("last_error", sa.Text),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("updated_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("sent_at", sa.DateTime(timezone=True)),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True)),
+)
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
 
 

@@ -11,6 +11,7 @@ from pathlib import Path
 import duckdb
 
 DATABASE = "meterclose.duckdb"
+UNIONED = ("erp_reconciliation", "erp_exceptions")
 
 
 def refresh_views(warehouse_dir: Path) -> list[str]:
@@ -23,10 +24,18 @@ def refresh_views(warehouse_dir: Path) -> list[str]:
     con = duckdb.connect(str(warehouse_dir / DATABASE))
     try:
         for table in tables:
-            pattern = str(warehouse_dir / table / "*.parquet").replace("'", "''")
-            # DDL cannot take bound parameters; the path is ours and quoted above.
+            # The close's reconciliation and exception queue include the ERP's: one place
+            # for a controller to look (erp_* views show the ERP's part alone).
+            sources = [table, *([f"erp_{table}"] if f"erp_{table}" in UNIONED else [])]
+            patterns = ", ".join(
+                "'" + str(warehouse_dir / source / "*.parquet").replace("'", "''") + "'"
+                for source in sources
+                if source in tables
+            )
+            # DDL cannot take bound parameters; the paths are ours and quoted above.
             con.execute(
-                f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM read_parquet('{pattern}')"
+                f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM "
+                f"read_parquet([{patterns}], union_by_name = true)"
             )
     finally:
         con.close()

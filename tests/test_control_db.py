@@ -74,7 +74,7 @@ def test_migrations_are_idempotent_and_reruns_replace_a_days_record(db: ControlD
         batches = conn.execute(sa.text("SELECT count(*) FROM ingest_batch")).scalar()
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert batches == 2
-    assert version == "0003"
+    assert version == "0004"
 
 
 def event(event_id: str, payload: str) -> dict[str, object]:

@@ -28,6 +28,9 @@ def test_assets_and_blocking_checks() -> None:
         "exceptions",
         "erp_exports",
         "business_events",
+        "erp_publication",
+        "erp_reconciliation",
+        "erp_exceptions",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -50,6 +53,8 @@ def test_assets_and_blocking_checks() -> None:
         ("reconciliation", names.RECONCILIATION_NO_UNEXPLAINED_VARIANCE),
         ("exceptions", names.EXCEPTIONS_SCHEMA),
         ("erp_exports", names.ERP_EXPORTS_BALANCE),
+        ("erp_reconciliation", names.ERP_RECONCILIATION_NO_UNEXPLAINED_VARIANCE),
+        ("erp_exceptions", names.ERP_EXCEPTIONS_SCHEMA),
     }
     for key in graph.asset_check_keys:
         assert graph.get_check_spec(key).blocking, key

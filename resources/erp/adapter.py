@@ -1,0 +1,143 @@
+"""The ERP adapter interface: what the publisher needs from any ERP, and the resource that
+picks one from configuration. NetSuite, Oracle or others plug in by implementing
+``ErpAdapter``; assets and the publisher never name an ERP.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any, Protocol
+
+import dagster as dg
+import polars as pl
+
+
+@dataclass(frozen=True)
+class ErpDocument:
+    """One journal entry for the ERP (see ``rating.erp.documents``)."""
+
+    external_id: str
+    entity_id: str
+    period: str
+    journal_id: str
+    category: str
+    accounting_date: date
+    currency: str
+    functional_currency: str
+    payload_sha256: str
+    lines: Sequence[Mapping[str, Any]]
+    customers: Sequence[str] = field(default_factory=tuple)
+
+    @property
+    def functional_debit(self) -> Decimal:
+        return sum((Decimal(line["functional_debit"]) for line in self.lines), Decimal(0))
+
+
+@dataclass(frozen=True)
+class Customer:
+    customer_id: str
+    name: str
+    entity_id: str
+    currency: str
+
+
+@dataclass(frozen=True)
+class Found:
+    """A document the ERP already holds, under our external id."""
+
+    external_id: str
+    document_id: str
+    posted: bool
+
+
+class BusinessRejection(Exception):
+    """The ERP refused a document on its merits (closed period, unknown account,
+    unbalanced): not retried, it goes to the exception queue with the ERP's message."""
+
+
+class TechnicalFault(Exception):
+    """A fault that left the outcome unknown or the call undone (timeouts, resets, 5xx,
+    throttling beyond the retries): the publisher retries, looking up before creating."""
+
+
+class AlreadyExists(TechnicalFault):
+    """A create collided with a document already there under the same external id (a
+    concurrent publisher, or an answer lost on the way back): look it up again."""
+
+
+class ErpAdapter(Protocol):
+    target: str  # names the ERP instance in the publish ledger, e.g. "tryton:erp@host"
+    max_lines: int  # lines per document the ERP takes
+    single_date: bool  # one accounting date per document
+    batch_size: int  # documents per create call
+
+    def find(self, entity_id: str, external_ids: Sequence[str]) -> dict[str, Found]: ...
+
+    def create(self, documents: Sequence[ErpDocument]) -> dict[str, str]:
+        """Create and post the documents (one entity) as one unit: all or none. Returns
+        external id → ERP document id."""
+        ...
+
+    def post(self, entity_id: str, document_ids: Sequence[str]) -> None: ...
+
+    def sync_customers(self, customers: Sequence[Customer]) -> dict[str, str]:
+        """Create missing customers; returns customer id → why the ERP's record
+        disagrees with ours (never overwritten)."""
+        ...
+
+    def balances(self, period: str, entity_ids: Sequence[str]) -> pl.DataFrame:
+        """What the ERP holds for the period in our journal: entity_id, account,
+        currency, amount (transaction), functional_amount — net debit minus credit."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class ErpResource(dg.ConfigurableResource):  # type: ignore[misc]
+    """The ERP that approved journals are published to; ``kind='none'`` publishes
+    nothing (the close still writes import files). The password is read from the
+    environment variable named in ``password_env`` when the adapter is built, never
+    stored in config or logs."""
+
+    kind: str = "none"
+    url: str = ""
+    database: str = ""
+    login: str = ""
+    password_env: str = "METERCLOSE_ERP_PASSWORD"
+    rate_per_second: float = 20.0
+    concurrency: int = 2
+    batch_size: int = 100
+    attempts: int = 5
+    timeout_seconds: float = 120.0
+
+    @property
+    def configured(self) -> bool:
+        return self.kind != "none"
+
+    def adapter(self) -> ErpAdapter:
+        if self.kind == "tryton":
+            from resources.erp.tryton import TrytonAdapter
+
+            missing = [k for k in ("url", "database", "login") if not getattr(self, k)]
+            if missing:
+                raise ValueError(f"ERP kind 'tryton' needs {', '.join(missing)} (METERCLOSE_ERP_*)")
+            password = os.environ.get(self.password_env)
+            if not password:
+                raise ValueError(
+                    f"ERP kind 'tryton': environment variable {self.password_env} is empty"
+                )
+            return TrytonAdapter(
+                url=self.url,
+                database=self.database,
+                login=self.login,
+                password=password,
+                rate_per_second=self.rate_per_second,
+                batch_size=self.batch_size,
+                pool_size=max(1, self.concurrency),
+                timeout_seconds=self.timeout_seconds,
+            )
+        raise ValueError(f"ERP kind {self.kind!r} is not known (expected 'none' or 'tryton')")
