@@ -237,15 +237,20 @@ class _Handler(BaseHTTPRequestHandler):
         raise AssertionError("unreachable")
 
     def answer(self, status: int, headers: Sequence[tuple[str, str]], body: bytes) -> None:
+        # The body is re-framed with its own length (the upstream may have chunked it);
+        # a HEAD answer keeps the upstream's length, and 204/304 carry none.
+        bodiless = self.command == "HEAD" or status in (204, 304) or 100 <= status < 200
         self.send_response(status)
         for name, value in headers:
-            if name.lower() not in HOP_BY_HOP and name.lower() != "content-length":
+            lower = name.lower()
+            if lower not in HOP_BY_HOP and (lower != "content-length" or bodiless):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        if not bodiless:
+            self.send_header("Content-Length", str(len(body)))
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()
-        if self.command != "HEAD":
+        if not bodiless:
             self.wfile.write(body)
         self.wfile.flush()
 

@@ -630,3 +630,15 @@ def test_the_proxy_faults_only_matching_requests_and_reports_a_dead_upstream(
     with FaultyProxy(f"http://127.0.0.1:{unused_port()}") as proxy:
         r = requests.post(f"{proxy.url}/x", data=b"x", timeout=5)
     assert r.status_code == 502 and proxy.injected["upstream_error"] == 1
+
+
+def test_the_proxy_passes_head_and_empty_answers_through(endpoint: str) -> None:
+    base = endpoint.rsplit("/hooks", 1)[0]
+    with FaultyProxy(base, Plan(at={2: Fault.delay(0.2)})) as proxy, requests.Session() as s:
+        head = s.head(f"{proxy.url}/echo", timeout=5)
+        started = time.monotonic()
+        after = s.post(f"{proxy.url}/echo", data=b"still in step", timeout=5)
+        delayed = time.monotonic() - started
+    assert head.status_code == 501  # the upstream has no HEAD handler: http.server says so
+    assert after.status_code == 200 and after.content == b"still in step"
+    assert delayed >= 0.2 and proxy.injected == {"delay": 1}
