@@ -187,6 +187,7 @@ def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None)
                 approve_period(settings, period, None, locked_by)
                 publish_period(settings, period)
                 lock_period(settings, period, locked_by, run_id)
+                deliver_events(settings, period)
     finally:
         db.dispose()
 
@@ -201,6 +202,22 @@ def _journal_digests(settings: Settings, period: str) -> dict[str, tuple[str, in
     if not path.exists():
         raise SystemExit(f"{period} has not been closed: no journal lines at {path}")
     return entity_digests(pl.read_parquet(path))
+
+
+def deliver_events(settings: Settings, period: str | None) -> None:
+    """Deliver waiting business events to the webhook, when one is configured."""
+    if not settings.webhook_url:
+        return
+    from resources.control_db import ControlDb
+    from resources.webhook import WebhookResource
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        report = WebhookResource(endpoint=settings.webhook_url).deliver(db, period=period)
+    finally:
+        db.dispose()
+    _say(f"business events: {report.summary()}")
 
 
 def publish_period(settings: Settings, period: str) -> None:
@@ -641,6 +658,17 @@ def cmd_publish(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_deliver_events(args: argparse.Namespace) -> int:
+    settings = _prepare(args.data_dir)
+    if not settings.webhook_url:
+        raise SystemExit(
+            "no webhook configured: set METERCLOSE_WEBHOOK_URL (and METERCLOSE_WEBHOOK_SECRET "
+            "to sign); until then the events wait in the control database's event_outbox"
+        )
+    deliver_events(settings, args.period)
+    return 0
+
+
 def cmd_lock(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
     from resources.control_db import ControlDb
@@ -824,6 +852,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     publish.add_argument("--period", type=_month, required=True, help="YYYY-MM")
     publish.set_defaults(handler=cmd_publish)
 
+    deliver = commands.add_parser(
+        "deliver-events",
+        help="send queued business events to the webhook, once each in effect; resumable",
+    )
+    deliver.add_argument("--period", type=_month, help="YYYY-MM (default: every waiting event)")
+    deliver.set_defaults(handler=cmd_deliver_events)
+
     lock = commands.add_parser(
         "lock", help="lock a month closed by the schedule or the UI, once reviewed"
     )
@@ -840,7 +875,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     reprocess.set_defaults(handler=cmd_reprocess)
 
     # --data-dir is accepted after the command too, as users type it.
-    for sub in (demo, gen, ingest, close, approve, publish, lock, reprocess):
+    for sub in (demo, gen, ingest, close, approve, publish, deliver, lock, reprocess):
         sub.add_argument("--data-dir", dest="data_dir", default=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     return int(args.handler(args))

@@ -12,7 +12,13 @@ from assets.publish import erp_publication
 from assets.reconcile import reconciliation
 from assets.revenue import revenue_schedule
 from assets.usage import daily_usage
-from dagster_project.jobs import close_job, ingest_job, publish_job, reprocess_job
+from dagster_project.jobs import (
+    close_job,
+    deliver_events_job,
+    ingest_job,
+    publish_job,
+    reprocess_job,
+)
 from dagster_project.resources import build_resources
 from dagster_project.schedules import month_end_close_schedule, nightly_ingest_schedule
 from dagster_project.sensors import landing_files_sensor, stale_dedup_window_sensor
@@ -34,7 +40,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             business_events,
             erp_publication,
         ],
-        jobs=[ingest_job, close_job, publish_job, reprocess_job],
+        jobs=[ingest_job, close_job, publish_job, deliver_events_job, reprocess_job],
         schedules=[nightly_ingest_schedule, month_end_close_schedule],
         sensors=[landing_files_sensor, stale_dedup_window_sensor],
         resources=build_resources(settings),

@@ -4,6 +4,7 @@ import dagster as dg
 
 from dagster_project.partitions import close_monthly_partition, usage_daily_partition
 from resources.control_db import ControlDbResource
+from resources.webhook import WebhookResource
 
 ingest_job = dg.define_asset_job(
     "ingest_job",
@@ -71,3 +72,43 @@ def request_reprocessing(
 )
 def reprocess_job() -> None:
     request_reprocessing()
+
+
+class DeliveryConfig(dg.Config):  # type: ignore[misc]
+    """Which events to deliver: one period's, or every one waiting (empty)."""
+
+    period: str = ""
+
+
+@dg.op(description="Deliver waiting business events to the webhook, once each in effect.")
+def deliver_business_events(
+    context: dg.OpExecutionContext,
+    config: DeliveryConfig,
+    control_db: ControlDbResource,
+    webhook: WebhookResource,
+) -> None:
+    if not webhook.endpoint:
+        context.log.info("no webhook configured (METERCLOSE_WEBHOOK_URL): events stay queued")
+        return
+    db = control_db.get()
+    try:
+        report = webhook.deliver(db, period=config.period or None)
+    finally:
+        db.dispose()
+    context.log.info(report.summary())
+    if report.failed:
+        raise dg.Failure(
+            description=f"{report.failed} event(s) not delivered; the next run retries them",
+            metadata={"summary": report.summary()},
+        )
+
+
+@dg.job(
+    description=(
+        "Deliver the outbox of business events (ContractActivated, UsageRated, InvoiceIssued, "
+        "CreditMemoCreated, RevenueJournalApproved) to the webhook: retried for technical "
+        "faults, rejected ones kept with the receiver's message, each keyed by its event id."
+    )
+)
+def deliver_events_job() -> None:
+    deliver_business_events()

@@ -8,6 +8,7 @@ from resources.erp.adapter import ErpResource
 from resources.landing import IngestRulesResource, LandingResource
 from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
+from resources.webhook import WebhookResource
 
 
 def build_resources(settings: Settings | None = None) -> dict[str, object]:
@@ -31,4 +32,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             concurrency=settings.erp_concurrency,
             batch_size=settings.erp_batch_size,
         ),
+        "webhook": WebhookResource(endpoint=settings.webhook_url),
     }

@@ -27,6 +27,9 @@ class Settings:
     erp_rate_per_second: float = 20.0
     erp_concurrency: int = 2
     erp_batch_size: int = 100
+    # Where canonical business events are delivered ('' for nowhere: they wait in the
+    # outbox); the signing secret is read from METERCLOSE_WEBHOOK_SECRET when sending.
+    webhook_url: str = ""
 
     @property
     def landing_dir(self) -> Path:
@@ -91,4 +94,5 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         erp_rate_per_second=_rate_env("METERCLOSE_ERP_RATE_PER_SECOND", 20.0),
         erp_concurrency=_int_env("METERCLOSE_ERP_CONCURRENCY", 2),
         erp_batch_size=_int_env("METERCLOSE_ERP_BATCH_SIZE", 100),
+        webhook_url=os.environ.get("METERCLOSE_WEBHOOK_URL", ""),
     )

@@ -73,10 +73,10 @@ def rate_limiter(per_second: float) -> Limiter | None:
     """A limiter shared by every thread of a publisher; None for no limit."""
     if per_second <= 0:
         return None
-    # Rates are whole requests per whole interval: express fractions per minute.
-    if per_second >= 1 and float(per_second).is_integer():
-        return Limiter(Rate(int(per_second), Duration.SECOND))
-    return Limiter(Rate(max(1, round(per_second * 60)), Duration.MINUTE))
+    # One request per 1/rate seconds: an even pace, no burst at the start of each second
+    # (an ERP's throttle counts over windows we cannot see).
+    interval_ms = max(1, round(Duration.SECOND.value / per_second))
+    return Limiter(Rate(1, interval_ms), buffer_ms=1)
 
 
 def session(

@@ -16,7 +16,8 @@ The contract with the receiver:
   (see ``ControlDb.enqueue_events``), never as a resend of the old key.
 - The receiver answers 2xx when it has the event, 409 when it already had it (both end
   ``confirmed``), and another 4xx to refuse it for a business reason: the event ends
-  ``rejected`` with the receiver's status and message, and is never sent again. 408, 429,
+  ``rejected`` with the receiver's status and message, and is never sent again. 401, 403,
+  404 (our configuration is wrong), 408, 429,
   5xx, timeouts and connection faults are technical: retried with backoff (honouring
   Retry-After) by the session's policy, and, if they outlast it, left for the next run.
 
@@ -61,8 +62,10 @@ log = logging.getLogger(__name__)
 DELIVERABLE = ("pending", "sent")
 # Receiver's message kept in last_error, at most (characters).
 MESSAGE_LIMIT = 2000
-# 408 (request timeout) and 429 (throttled) are 4xx but technical: the event goes again.
-TECHNICAL_4XX = frozenset({408, 429})
+# 4xx answers that say nothing about the event: 408 (request timeout), 429 (throttled),
+# and 401/403/404 — a wrong secret, credentials or URL, which is ours to fix in the
+# configuration, not a reason to give up on every event. The event goes again.
+TECHNICAL_4XX = frozenset({401, 403, 404, 408, 429})
 
 
 @dataclass(frozen=True)
