@@ -1,0 +1,1 @@
+"""Publishing journals to ERPs: clients, adapters and provisioning of the reference ERP."""
