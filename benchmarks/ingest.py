@@ -42,6 +42,13 @@ def _peak_rss_mib() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
+def _cpu_seconds() -> float:
+    """User + system CPU time of this process, all threads: unlike wall time, it barely
+    moves when other work shares the machine."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 def prepare(work: Path, months: list[str], events: int, seed: int) -> Path:
     from dagster_project.generator import generate
 
@@ -98,6 +105,7 @@ def run_meterclose(data: Path, out: Path) -> dict[str, object]:
     db.migrate()
     reference = ReferenceData(data / "reference").snapshot()
     days = []
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     for result in ingest_days(
         landing.days(),
@@ -119,6 +127,7 @@ def run_meterclose(data: Path, out: Path) -> dict[str, object]:
     seconds = time.perf_counter() - started
     return {
         "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu,
         "lines": sum(int(d["lines"]) for d in days),  # type: ignore[call-overload]
         "days": days,
         "peak_rss_mib": _peak_rss_mib(),
@@ -129,6 +138,7 @@ def run_duckdb(clean: Path) -> dict[str, object]:
     import duckdb
 
     con = duckdb.connect()
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     con.execute(
         "CREATE TABLE events AS SELECT * FROM read_json(?, format = 'newline_delimited', "
@@ -136,18 +146,30 @@ def run_duckdb(clean: Path) -> dict[str, object]:
         [str(clean / "*" / "*.ndjson")],
     )
     seconds = time.perf_counter() - started
+    cpu = _cpu_seconds() - cpu
     lines = con.sql("SELECT count(*) FROM events").fetchall()[0][0]
-    return {"seconds": seconds, "lines": lines, "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": cpu,
+        "lines": lines,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def run_polars(clean: Path) -> dict[str, object]:
     import polars as pl
 
     files = sorted(str(p) for p in clean.glob("*/*.ndjson"))
+    cpu = _cpu_seconds()
     started = time.perf_counter()
     frame = pl.scan_ndjson(files, infer_schema_length=None).collect()
     seconds = time.perf_counter() - started
-    return {"seconds": seconds, "lines": frame.height, "peak_rss_mib": _peak_rss_mib()}
+    return {
+        "seconds": seconds,
+        "cpu_seconds": _cpu_seconds() - cpu,
+        "lines": frame.height,
+        "peak_rss_mib": _peak_rss_mib(),
+    }
 
 
 def _child(kind: str, work: Path) -> dict[str, object]:
@@ -196,17 +218,28 @@ def main(argv: list[str] | None = None) -> int:
     print(f"preparing {args.events:,} events a month for {', '.join(months)} in {work}", flush=True)
     prepare(work, months, args.events, args.seed)
     results = {}
+    # The machine's load around each measurement: the figures are only comparable when
+    # nothing else was competing for the cores.
+    load: dict[str, list[float]] = {}
     for kind in ("duckdb", "polars", "meterclose"):
         print(f"measuring {kind} …", flush=True)
+        before = os.getloadavg()[0]
         results[kind] = _child(kind, work)
+        load[kind] = [round(before, 2), round(os.getloadavg()[0], 2)]
+        results[kind]["load_average"] = load[kind]
     reference = results["duckdb"]
     ours = results["meterclose"]
-    print(f"\n{'reader':<22}{'lines':>14}{'seconds':>10}{'lines/s':>14}{'peak RSS MiB':>14}")
+    print(
+        f"\n{'reader':<22}{'lines':>14}{'seconds':>10}{'CPU s':>8}{'lines/s':>14}"
+        f"{'peak RSS MiB':>14}{'load before/after':>19}"
+    )
     for kind, r in results.items():
         rate = float(r["lines"]) / float(r["seconds"])  # type: ignore[arg-type]
         print(
             f"{kind:<22}{int(r['lines']):>14,}{float(r['seconds']):>10.1f}"  # type: ignore[call-overload]
+            f"{float(r['cpu_seconds']):>8.1f}"  # type: ignore[arg-type]
             f"{rate:>14,.0f}{float(r['peak_rss_mib']):>14,.0f}"  # type: ignore[arg-type]
+            f"{load[kind][0]:>12.2f} / {load[kind][1]:.2f}"
         )
     ratio = (float(ours["lines"]) / float(ours["seconds"])) / (  # type: ignore[arg-type]
         float(reference["lines"]) / float(reference["seconds"])  # type: ignore[arg-type]
