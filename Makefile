@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 
-.PHONY: demo test lint ui bench clean
+.PHONY: demo test lint ui bench bench-erp tryton clean
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,13 @@ ui: $(VENV)/.installed
 
 bench: $(VENV)/.installed
 	$(BIN)/python -m benchmarks.ingest --events 10000000
+
+bench-erp: $(VENV)/.installed
+	$(BIN)/python -m benchmarks.erp_publish --moves 1000 --batch 100
+
+# A throw-away Tryton (PostgreSQL + trytond, provisioned) to publish to by hand.
+tryton: $(VENV)/.installed
+	$(BIN)/python -m tests.tryton
 
 clean:
 	rm -rf data/warehouse data/control.db* .dagster_home

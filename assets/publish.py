@@ -286,5 +286,5 @@ def erp_publication(
         if isinstance(result, dg.MaterializeResult):
             if result.asset_key in selected:
                 yield result
-        elif result.check_key in checks:
+        elif dg.AssetCheckKey(result.asset_key, result.check_name) in checks:
             yield result

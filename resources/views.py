@@ -34,7 +34,7 @@ def refresh_views(warehouse_dir: Path) -> list[str]:
             )
             # DDL cannot take bound parameters; the paths are ours and quoted above.
             con.execute(
-                f"CREATE OR REPLACE VIEW \"{table}\" AS SELECT * FROM "
+                f'CREATE OR REPLACE VIEW "{table}" AS SELECT * FROM '
                 f"read_parquet([{patterns}], union_by_name = true)"
             )
     finally:

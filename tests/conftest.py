@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
@@ -12,6 +12,7 @@ import pytest
 
 from dagster_project.resources import build_resources
 from dagster_project.settings import Settings
+from tests import tryton
 
 METERS_YAML = """
 meters:
@@ -128,3 +129,13 @@ def dagster_home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     home.mkdir()
     monkeypatch.setenv("DAGSTER_HOME", str(home))
     return home
+
+
+@pytest.fixture(scope="session")
+def tryton_erp() -> Iterator[tryton.TrytonServer]:
+    """One Tryton (PostgreSQL + trytond, provisioned once, cached) for the whole session;
+    tests take pristine databases from it with ``fresh_database``."""
+    if not tryton.available():
+        pytest.skip("needs PostgreSQL 15 binaries and trytond")
+    with tryton.tryton_server() as server:
+        yield server

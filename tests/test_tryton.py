@@ -33,13 +33,6 @@ REFERENCE = tryton.REPO / "data" / "reference"
 
 
 @pytest.fixture(scope="module")
-def tryton_erp() -> Iterator[tryton.TrytonServer]:
-    with tryton.tryton_server() as server:
-        yield server
-        print(f"\nTryton timings (s): {server.timings}")
-
-
-@pytest.fixture(scope="module")
 def erp(tryton_erp: tryton.TrytonServer) -> TrytonClient:
     database = tryton_erp.fresh_database("test_tryton")
     client = TrytonClient(tryton_erp.url, database, tryton_erp.login, tryton_erp.password)

@@ -22,7 +22,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -366,3 +366,31 @@ def tryton_server(data_dir: Path | None = None) -> Iterator[TrytonServer]:
         finally:
             server.stop()
             shutil.rmtree(tmp, ignore_errors=True)
+
+
+def main() -> int:
+    """A throw-away Tryton for trying the publisher by hand: starts PostgreSQL and trytond,
+    clones a provisioned database, prints the environment to publish to it, and runs until
+    interrupted (everything is removed then)."""
+    import signal
+
+    with tryton_server() as server:
+        database = server.fresh_database("meterclose")
+        print(
+            "Tryton is running; in another shell:\n\n"
+            "  export METERCLOSE_ERP=tryton\n"
+            f"  export METERCLOSE_ERP_URL={server.url}\n"
+            f"  export METERCLOSE_ERP_DATABASE={database}\n"
+            f"  export METERCLOSE_ERP_LOGIN={server.login}\n"
+            f"  export METERCLOSE_ERP_PASSWORD={server.password}\n"
+            "  make demo        # or: .venv/bin/meterclose publish --period 2026-09\n\n"
+            "Ctrl-C stops Tryton and PostgreSQL and removes both.",
+            flush=True,
+        )
+        with suppress(KeyboardInterrupt):
+            signal.pause()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -263,6 +263,7 @@ def provision(
         for entity in entities:
             _fiscal_years(config, entity, companies[entity.entity_id])
         result.journal = _journal(config)
+        _customer_tags(config, entities)
         result.api_user = _api_user(config, api_login, api_password, list(companies.values()))
         step("fiscal years, journal, API user", started)
 
@@ -391,6 +392,17 @@ def _fiscal_years(config: Any, entity: Entity, company: Any) -> None:
             )
             fiscal_year.save()
             FiscalYear.create_period([fiscal_year.id], config.context)
+
+
+def _customer_tags(config: Any, entities: list[Entity]) -> None:
+    """Party categories that record a customer's entity and currency (``entity:US01``,
+    ``currency:USD``): the publisher tags the customers it creates, and compares the tags
+    of customers already there, never changing them."""
+    from proteus import Model
+
+    Category = Model.get("party.category")
+    names = [f"entity:{e.entity_id}" for e in entities] + [f"currency:{c}" for c in CURRENCIES]
+    Category.save([Category(name=name) for name in names])
 
 
 def _journal(config: Any) -> int:

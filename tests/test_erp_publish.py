@@ -1,0 +1,324 @@
+"""Publishing a closed month to Tryton, the reference ERP, through real faults.
+
+A throw-away PostgreSQL and trytond (tests/tryton.py), a month closed from the sample data
+by the real CLI, and ``meterclose publish`` run as the user runs it — in a subprocess, so
+it can be killed mid-batch — behind a fault-injecting proxy (tests/faulty_proxy.py).
+Afterwards the ERP is read over JSON-RPC directly, not through the proxy.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from collections import Counter
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pytest
+import sqlalchemy as sa
+
+from rating.erp import ledger_balances
+from resources.erp.tryton import TrytonAdapter
+from resources.erp.tryton_provision import EXTERNAL_ID_FIELD, JOURNAL_CODE
+from resources.erp.tryton_rpc import TrytonClient
+from tests import tryton
+from tests.faulty_proxy import Fault, FaultyProxy, Plan
+
+pytestmark = pytest.mark.skipif(not tryton.available(), reason="needs PostgreSQL and trytond")
+
+REPO = Path(__file__).resolve().parent.parent
+PERIOD = "2026-09"
+METERCLOSE_CLI = [sys.executable, "-m", "dagster_project.cli"]
+
+
+def _run(env: dict[str, str], *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
+    result = subprocess.run(
+        [*METERCLOSE_CLI, *args], env=env, cwd=REPO, capture_output=True, text=True, timeout=600
+    )
+    if check and result.returncode != 0:
+        raise AssertionError(
+            f"meterclose {' '.join(args)} exited {result.returncode}:\n"
+            f"{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+        )
+    return result
+
+
+@pytest.fixture
+def server(tryton_erp: tryton.TrytonServer) -> tryton.TrytonServer:
+    return tryton_erp
+
+
+@pytest.fixture(scope="module")
+def closed_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """September of the sample data, ingested and closed (not locked, not approved)."""
+    root = tmp_path_factory.mktemp("closed")
+    data = root / "data"
+    shutil.copytree(REPO / "data", data, ignore=shutil.ignore_patterns("warehouse", "control.db*"))
+    env = {
+        **os.environ,
+        "METERCLOSE_DATA_DIR": str(data),
+        "DAGSTER_HOME": str(root / "dagster"),
+        "METERCLOSE_ERP": "none",
+    }
+    (root / "dagster").mkdir()
+    _run(env, "close", "--period", PERIOD, "--no-lock")
+    return root
+
+
+@pytest.fixture
+def month(closed_month: Path, tmp_path: Path) -> Path:
+    """A private copy of the closed month: its own control DB and publish ledger."""
+    shutil.copytree(closed_month, tmp_path / "m", symlinks=True)
+    return tmp_path / "m"
+
+
+def _env(
+    root: Path, server: tryton.TrytonServer, database: str, url: str | None = None
+) -> dict[str, str]:
+    return {
+        **os.environ,
+        "METERCLOSE_DATA_DIR": str(root / "data"),
+        "DAGSTER_HOME": str(root / "dagster"),
+        "METERCLOSE_ERP": "tryton",
+        "METERCLOSE_ERP_URL": url or server.url,
+        "METERCLOSE_ERP_DATABASE": database,
+        "METERCLOSE_ERP_LOGIN": server.login,
+        "METERCLOSE_ERP_PASSWORD": server.password,
+        "METERCLOSE_ERP_BATCH_SIZE": "4",
+        "METERCLOSE_ERP_RATE_PER_SECOND": "0",
+    }
+
+
+def _client(server: tryton.TrytonServer, database: str) -> TrytonClient:
+    return TrytonClient(server.url, database, server.login, server.password)
+
+
+def _moves(server: tryton.TrytonServer, database: str) -> list[dict[str, Any]]:
+    client = _client(server, database)
+    journal = client.search_read("account.journal", [("code", "=", JOURNAL_CODE)], ["id"])
+    return client.search_read(
+        "account.move",
+        [("journal", "=", journal[0]["id"])],
+        ["id", EXTERNAL_ID_FIELD, "state", "company"],
+        context={"companies": _company_ids(client)},
+    )
+
+
+def _company_ids(client: TrytonClient) -> list[int]:
+    return [c["id"] for c in client.search_read("company.company", [], ["id"])]
+
+
+def _ledger(root: Path) -> pl.DataFrame:
+    engine = sa.create_engine(f"sqlite:///{root / 'data' / 'control.db'}")
+    try:
+        with engine.connect() as conn:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT external_id, entity_id, state, attempts, erp_document_id, "
+                    "last_error FROM erp_publication ORDER BY external_id"
+                )
+            ).mappings()
+            return pl.DataFrame([dict(r) for r in rows], infer_schema_length=None)
+    finally:
+        engine.dispose()
+
+
+def _table(root: Path, table: str) -> pl.DataFrame:
+    return pl.read_parquet(root / "data" / "warehouse" / table / f"{PERIOD}.parquet")
+
+
+def _erp_balances(server: tryton.TrytonServer, database: str, entities: list[str]) -> pl.DataFrame:
+    adapter = TrytonAdapter(server.url, database, server.login, server.password)
+    try:
+        return adapter.balances(PERIOD, entities).sort("entity_id", "account", "currency")
+    finally:
+        adapter.close()
+
+
+def test_publish_survives_faults_and_a_kill_and_lands_each_journal_once(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    database = server.fresh_database("faults")
+    lines = _table(month, "journal_lines")
+    entities = sorted(lines["entity_id"].unique())
+    _run(_env(month, server, database), "approve", "--period", PERIOD, "--by", "controller")
+
+    # First run: behind a proxy that throttles, fails, drops connections before and after
+    # forwarding, and kills the publisher after its 40th request reached Tryton.
+    publisher: dict[str, subprocess.Popen[str]] = {}
+    killed = threading.Event()
+
+    def kill(_: int) -> None:
+        publisher["process"].kill()
+        killed.set()
+
+    plan = Plan(
+        at={
+            3: Fault.throttle(1),
+            6: Fault.error(500),
+            9: Fault.drop_before(),
+            12: Fault.drop_after(),
+            15: [Fault.delay(0.3), Fault.error(503)],
+        },
+        chances=[
+            (0.05, Fault.drop_after()),
+            (0.05, Fault.error(502)),
+            (0.05, Fault.throttle(1)),
+            (0.05, Fault.delay(0.2)),
+        ],
+        seed=11,
+        hooks={40: kill},
+    )
+    with FaultyProxy(server.url, plan) as proxy:
+        env = _env(month, server, database, url=proxy.url)
+        publisher["process"] = subprocess.Popen(
+            [*METERCLOSE_CLI, "publish", "--period", PERIOD],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )  # fmt: skip
+        output, _ = publisher["process"].communicate(timeout=600)
+        assert killed.is_set(), output[-3000:]
+        assert publisher["process"].returncode != 0
+        first_run = Counter(proxy.injected)
+    ledger = _ledger(month)
+    assert ledger.height > 0
+    assert set(ledger["state"]) - {"pending", "sent", "confirmed"} == set()
+    assert (ledger["state"] != "confirmed").any(), "the kill came too late to test a resume"
+
+    # Second run: faults again (a different schedule), no kill; it resumes and finishes.
+    plan = Plan(
+        chances=[(0.08, Fault.drop_after()), (0.08, Fault.error(500)), (0.04, Fault.throttle(1))],
+        seed=12,
+    )
+    with FaultyProxy(server.url, plan) as proxy:
+        _run(_env(month, server, database, url=proxy.url), "publish", "--period", PERIOD)
+        second_run = Counter(proxy.injected)
+    injected = first_run + second_run
+    for kind in ("throttle", "error", "drop_before", "drop_after", "delay"):
+        assert injected[kind] >= 1, (kind, injected)
+
+    documents = _table(month, "erp_publication")
+    moves = _moves(server, database)
+    per_id = Counter(m[EXTERNAL_ID_FIELD] for m in moves)
+    assert set(per_id) == set(documents["external_id"])  # every document, nothing else
+    assert max(per_id.values()) == 1  # once each
+    assert {m["state"] for m in moves} == {"posted"}
+    assert set(documents["state"]) == {"confirmed"}
+    ledger = _ledger(month)
+    assert set(ledger["state"]) == {"confirmed"}
+    assert sorted(ledger["erp_document_id"].cast(pl.Int64)) == sorted(m["id"] for m in moves)
+
+    # The ERP's books equal journal_lines, by entity, account and currency, to the cent.
+    ours = ledger_balances(lines).select(
+        "entity_id", "account", "currency", "amount", "functional_amount"
+    )
+    theirs = _erp_balances(server, database, entities)
+    assert ours.sort("entity_id", "account", "currency").to_dicts() == theirs.to_dicts()
+    controls = _table(month, "erp_reconciliation")
+    assert set(controls["status"]) == {"tied"}
+    assert _table(month, "erp_exceptions").height == 0
+
+    # A third run with nothing to do sends nothing new and changes nothing.
+    before = len(moves)
+    _run(_env(month, server, database), "publish", "--period", PERIOD)
+    assert len(_moves(server, database)) == before
+    _run(_env(month, server, database), "lock", "--period", PERIOD, "--by", "controller")
+
+
+def test_a_closed_erp_period_rejects_that_entity_only_and_blocks_the_lock(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    database = server.fresh_database("closed_period")
+    client = _client(server, database)
+    (uk,) = client.search_read("company.company", [("party.code", "=", "UK01")], ["id"])
+    context = {"company": uk["id"], "companies": [uk["id"]]}
+    periods = client.search_read(
+        "account.period",
+        [("company", "=", uk["id"]), ("start_date", "=", date(2026, 9, 1))],
+        ["id"],
+        context=context,
+    )
+    assert len(periods) == 1
+    client.execute("account.period", "close", [periods[0]["id"]], context=context)
+
+    env = _env(month, server, database)
+    _run(env, "approve", "--period", PERIOD, "--by", "controller")
+    _run(env, "publish", "--period", PERIOD)
+
+    documents = _table(month, "erp_publication")
+    rejected = documents.filter(pl.col("state") == "rejected")
+    assert set(rejected["entity_id"]) == {"UK01"}
+    assert set(documents.filter(pl.col("entity_id") != "UK01")["state"]) == {"confirmed"}
+    assert rejected.height == documents.filter(pl.col("entity_id") == "UK01").height
+    queue = _table(month, "erp_exceptions")
+    refusals = queue.filter(pl.col("kind") == "erp_rejected")
+    assert refusals.height == rejected.height
+    assert set(refusals["entity_id"]) == {"UK01"}
+    assert all("closed" in reason.lower() for reason in refusals["reason"]), refusals["reason"]
+    # The rejected documents are explained, not unexplained, in the ERP reconciliation.
+    controls = _table(month, "erp_reconciliation")
+    assert "unexplained" not in set(controls["status"])
+    assert set(controls.filter(pl.col("status") == "explained")["entity_id"]) == {"UK01"}
+    # Nothing landed for UK01; the rest landed once.
+    moves = _moves(server, database)
+    assert not [m for m in moves if m["company"] == uk["id"]]
+    assert len(moves) == documents.height - rejected.height
+
+    # Not retried: a second run leaves the rejections and their attempts alone.
+    attempts = _ledger(month).filter(pl.col("state") == "rejected")["attempts"].to_list()
+    _run(env, "publish", "--period", PERIOD)
+    assert _ledger(month).filter(pl.col("state") == "rejected")["attempts"].to_list() == attempts
+    assert len(_moves(server, database)) == len(moves)
+    # And the month does not lock while the ERP has not confirmed everything.
+    refused = _run(env, "lock", "--period", PERIOD, "--by", "controller", check=False)
+    assert refused.returncode != 0
+    assert "not confirmed" in refused.stderr + refused.stdout
+
+
+def test_unapproved_entities_wait_and_a_conflicting_customer_is_held(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    database = server.fresh_database("approval")
+    lines = _table(month, "journal_lines")
+    # A customer the ERP already knows under another entity: never overwritten.
+    receivables = lines.filter(
+        (pl.col("entity_id") == "EU01") & (pl.col("account_role") == "receivable")
+    )
+    customer = sorted(receivables["customer_id"].unique())[0]
+    client = _client(server, database)
+    (tag,) = client.search_read("party.category", [("name", "=", "entity:US01")], ["id"])
+    category = tag["id"]
+    client.create(
+        "party.party",
+        [{"code": customer, "name": "Someone else", "categories": [["add", [category]]]}],
+    )
+
+    env = _env(month, server, database)
+    _run(env, "approve", "--period", PERIOD, "--entity", "EU01", "--by", "controller")
+    _run(env, "publish", "--period", PERIOD)
+
+    documents = _table(month, "erp_publication")
+    eu = documents.filter(pl.col("entity_id") == "EU01")
+    others = documents.filter(pl.col("entity_id") != "EU01")
+    assert set(others["state"]) == {"pending"}  # not approved: still in the outbox
+    assert others["awaiting_approval"].all()
+    held = eu.filter(pl.col("state") != "confirmed")
+    assert held.height >= 1
+    assert set(held["state"]) == {"pending"}
+    assert all(customer in m for m in held["message"])
+    queue = _table(month, "erp_exceptions")
+    conflicts = queue.filter(pl.col("kind") == "erp_customer_conflict")
+    assert conflicts.height == held.height
+    assert all("entity US01" in r and "EU01" in r for r in conflicts["reason"])
+    party = client.search_read("party.party", [("code", "=", customer)], ["name", "categories"])
+    assert party == [{"id": party[0]["id"], "name": "Someone else", "categories": [category]}]
+    # Every other EU01 customer now exists in the ERP, tagged with its entity and currency.
+    named = set(receivables["customer_id"].unique()) - {customer}
+    parties = client.search_read("party.party", [("code", "in", sorted(named))], ["code"])
+    assert {p["code"] for p in parties} == named
+    moves = _moves(server, database)
+    assert len(moves) == eu.height - held.height
