@@ -98,6 +98,7 @@ def ceiling(server: Any, database: str, lines: pl.DataFrame, batch: int) -> dict
     adapter.sync_customers(
         [Customer(c, c, ENTITY, "USD") for c in sorted({c for d in docs for c in d.customers})]
     )
+    adapter._resolve_parties(docs)
     moves = [adapter._move(doc, company) for doc in docs]  # the same values, prepared
     context = {"company": company["id"], "companies": [company["id"]]}
     client = adapter.client

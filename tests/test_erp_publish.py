@@ -15,6 +15,7 @@ import sys
 import threading
 from collections import Counter
 from datetime import date
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -322,3 +323,77 @@ def test_unapproved_entities_wait_and_a_conflicting_customer_is_held(
     assert {p["code"] for p in parties} == named
     moves = _moves(server, database)
     assert len(moves) == eu.height - held.height
+
+
+def test_a_posting_made_in_the_erp_shows_as_an_unexplained_difference(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    database = server.fresh_database("read_back")
+    env = _env(month, server, database)
+    _run(env, "approve", "--period", PERIOD, "--by", "controller")
+    _run(env, "publish", "--period", PERIOD)
+    assert set(_table(month, "erp_reconciliation")["status"]) == {"tied"}
+
+    # Someone books 12.34 straight into our journal in the ERP.
+    client = _client(server, database)
+    (us,) = client.search_read("company.company", [("party.code", "=", "US01")], ["id"])
+    context = {"company": us["id"], "companies": [us["id"]]}
+    accounts = {
+        a["code"]: a["id"]
+        for a in client.search_read(
+            "account.account",
+            [("company", "=", us["id"]), ("code", "in", ["4000", "7190"])],
+            ["id", "code"],
+            context=context,
+        )
+    }
+    (period,) = client.search_read(
+        "account.period",
+        [("company", "=", us["id"]), ("start_date", "=", date(2026, 9, 1))],
+        ["id"],
+        context=context,
+    )
+    journal = client.search_read("account.journal", [("code", "=", JOURNAL_CODE)], ["id"])
+    amount = Decimal("12.34")
+    (move,) = client.create(
+        "account.move",
+        [
+            {
+                "company": us["id"],
+                "journal": journal[0]["id"],
+                "period": period["id"],
+                "date": date(2026, 9, 30),
+                EXTERNAL_ID_FIELD: "manual correction",
+                "lines": [
+                    [
+                        "create",
+                        [
+                            {"account": accounts["7190"], "debit": amount, "credit": Decimal(0)},
+                            {"account": accounts["4000"], "debit": Decimal(0), "credit": amount},
+                        ],
+                    ]
+                ],
+            }
+        ],
+        context=context,
+    )
+    client.execute("account.move", "post", [move], context=context)
+
+    # Publishing again sends nothing, but the read-back no longer ties: a blocking check
+    # fails, the difference is in erp_reconciliation and the exception queue, and the
+    # month cannot be locked.
+    failed = _run(env, "publish", "--period", PERIOD, check=False)
+    assert failed.returncode != 0
+    assert "erp_reconciliation_has_no_unexplained_variance" in failed.stderr + failed.stdout
+    controls = _table(month, "erp_reconciliation").filter(pl.col("status") == "unexplained")
+    assert sorted(zip(controls["control"], controls["variance"], strict=True)) == [
+        ("erp_account_4000", amount),
+        ("erp_account_7190", -amount),
+    ]
+    assert set(controls["entity_id"]) == {"US01"}
+    queue = _table(month, "erp_exceptions").filter(pl.col("kind") == "erp_balance_differs")
+    assert queue.height == 2
+    assert set(_table(month, "erp_publication")["state"]) == {"confirmed"}
+    refused = _run(env, "lock", "--period", PERIOD, "--by", "controller", check=False)
+    assert refused.returncode != 0
+    assert "differ" in refused.stderr + refused.stdout

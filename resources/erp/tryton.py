@@ -101,6 +101,7 @@ class TrytonAdapter:
         self._periods: dict[int, list[dict[str, Any]]] = {}
         self._currencies: dict[str, int] = {}
         self._journal: int | None = None
+        self._parties: dict[str, int] = {}
 
     # -- plumbing ------------------------------------------------------------------
 
@@ -202,15 +203,20 @@ class TrytonAdapter:
                 self._currencies.update({r["code"]: int(r["id"]) for r in rows})
         return {c: self._currencies[c] for c in codes if c in self._currencies}
 
-    def _party_ids(self, codes: set[str]) -> dict[str, int]:
-        ids: dict[str, int] = {}
-        for chunk in _chunks(sorted(codes)):
+    def _resolve_parties(self, documents: Sequence[ErpDocument]) -> None:
+        """Party ids of every customer the documents name, in one search per 500 (ids
+        never change, so they are kept)."""
+        codes = {
+            str(line["customer_id"]) for d in documents for line in d.lines if line["customer_id"]
+        }
+        missing = sorted(codes - set(self._parties))
+        for chunk in _chunks(missing):
             with _faults("parties"):
                 rows = self.client.search_read(
                     "party.party", [("code", "in", list(chunk))], ["id", "code"]
                 )
-            ids.update({r["code"]: int(r["id"]) for r in rows})
-        return ids
+            with self._lock:
+                self._parties.update({r["code"]: int(r["id"]) for r in rows})
 
     # -- the adapter interface -----------------------------------------------------
 
@@ -258,12 +264,7 @@ class TrytonAdapter:
             )
         foreign = doc.currency != functional
         second = self._currency_ids({doc.currency})[doc.currency] if foreign else None
-        needs_party = {
-            str(line["customer_id"])
-            for line in doc.lines
-            if accounts[str(line["account"])]["party_required"] and line["customer_id"]
-        }
-        parties = self._party_ids(needs_party) if needs_party else {}
+        parties = self._parties
         lines = []
         for line in doc.lines:
             account = accounts[str(line["account"])]
@@ -304,6 +305,7 @@ class TrytonAdapter:
             raise ValueError(f"one entity per create call, got {sorted(entities)}")
         company = self.company(documents[0].entity_id)
         context = self._context(int(company["id"]))
+        self._resolve_parties(documents)
         moves = [self._move(doc, company) for doc in documents]
         with _faults(f"create {documents[0].external_id}…"):
             ids = self.client.create("account.move", moves, context=context)
