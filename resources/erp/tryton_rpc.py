@@ -192,9 +192,16 @@ class TrytonClient:
 
     def login(self) -> int:
         """Open a session; return the user id."""
-        result = self._post(
-            "common.db.login", [self.login_name, {"password": self._password}, "en"]
-        )
+        params = [self.login_name, {"password": self._password}, "en"]
+        try:
+            result = self._post("common.db.login", params)
+        except TrytonServerError as error:
+            if "res.user" not in error.message:
+                raise
+            # trytond 8.2 fails a login that is the first request for a database (its pool
+            # is registered empty); GET /<db>/r/… loads the pool. Then log in again, once.
+            self.session.get(f"{self.url}/{self.database}/r/meterclose-warm-up")
+            result = self._post("common.db.login", params)
         user_id, token = result[0], result[1]
         self.user_id = int(user_id)
         credentials = f"{self.login_name}:{user_id}:{token}".encode()
