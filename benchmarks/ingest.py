@@ -14,14 +14,19 @@ It also reports the deduplication step's cost as history grows: day 1 against da
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import resource
+import shutil
 import subprocess
 import sys
 import time
 from datetime import date
 from pathlib import Path
+
+# 2: the clean copy keeps each file's compression (1 wrote every file uncompressed).
+CLEAN_FORMAT = 2
 
 # Lines the plain readers cannot load into a typed table (not JSON, not an object, or a
 # field whose JSON type differs from the rest): removed from their copy of the files.
@@ -55,22 +60,28 @@ def prepare(work: Path, months: list[str], events: int, seed: int) -> Path:
     data = work / "data"
     stamp = work / "generated.json"
     wanted = {"months": months, "events": events, "seed": seed}
-    if stamp.exists() and json.loads(stamp.read_text()) == wanted:
-        return data
-    started = time.perf_counter()
-    generate(data, months, events, seed)
-    wanted["generate_seconds"] = round(time.perf_counter() - started, 1)
-    stamp.write_text(json.dumps(wanted))
-    make_clean_copy(data, work / "clean")
+    known = json.loads(stamp.read_text()) if stamp.exists() else {}
+    if {k: known.get(k) for k in wanted} != wanted:
+        started = time.perf_counter()
+        generate(data, months, events, seed)
+        known = {**wanted, "generate_seconds": round(time.perf_counter() - started, 1)}
+        stamp.write_text(json.dumps(known))
+    if known.get("clean_format") != CLEAN_FORMAT:
+        shutil.rmtree(work / "clean", ignore_errors=True)
+        make_clean_copy(data, work / "clean")
+        stamp.write_text(json.dumps({**known, "clean_format": CLEAN_FORMAT}))
     return data
 
 
 def make_clean_copy(data: Path, clean: Path) -> None:
-    """The landing files, uncompressed, without the lines no JSON reader can parse."""
+    """The landing files without the lines no JSON reader can parse — otherwise the same
+    files: a gzip file stays gzip (at the generator's level), so the readers pay for
+    decompression as ingest does."""
     import polars as pl
     import pyarrow as pa
     import pyarrow.compute as pc
 
+    from dagster_project.generator import GZIP_LEVEL
     from rating.ingest import LandingFile, file_lines
 
     manifest = pl.read_parquet(data / "manifest" / "lines.parquet")
@@ -85,10 +96,13 @@ def make_clean_copy(data: Path, clean: Path) -> None:
         drop = bad.filter(pl.col("file") == name)["line_no"].to_list()
         keep = pc.invert(pc.is_in(pa.array(range(1, len(lines) + 1)), pa.array(drop, pa.int64())))
         kept = pc.filter(lines, keep)
-        out = clean / path.parent.name / path.name.removesuffix(".gz")
+        out = clean / path.parent.name / path.name
         out.parent.mkdir(parents=True, exist_ok=True)
         payload = b"\n".join(kept.to_pylist())
-        out.write_bytes(payload + b"\n" if payload else b"")
+        payload = payload + b"\n" if payload else b""
+        if path.name.endswith(".gz"):
+            payload = gzip.compress(payload, compresslevel=GZIP_LEVEL, mtime=0)
+        out.write_bytes(payload)
 
 
 def run_meterclose(data: Path, out: Path) -> dict[str, object]:
@@ -143,7 +157,7 @@ def run_duckdb(clean: Path) -> dict[str, object]:
     con.execute(
         "CREATE TABLE events AS SELECT * FROM read_json(?, format = 'newline_delimited', "
         "union_by_name = true)",
-        [str(clean / "*" / "*.ndjson")],
+        [str(clean / "*" / "*.ndjson*")],
     )
     seconds = time.perf_counter() - started
     cpu = _cpu_seconds() - cpu
@@ -159,7 +173,7 @@ def run_duckdb(clean: Path) -> dict[str, object]:
 def run_polars(clean: Path) -> dict[str, object]:
     import polars as pl
 
-    files = sorted(str(p) for p in clean.glob("*/*.ndjson"))
+    files = sorted(str(p) for p in clean.glob("*/*.ndjson*"))
     cpu = _cpu_seconds()
     started = time.perf_counter()
     frame = pl.scan_ndjson(files, infer_schema_length=None).collect()

@@ -193,15 +193,12 @@ def run_close(settings: Settings, periods: Sequence[str], locked_by: str | None)
 
 
 def _journal_digests(settings: Settings, period: str) -> dict[str, tuple[str, int, int]]:
-    """Per entity: a digest of its journal lines for the period, its journals and lines."""
-    import polars as pl
+    from resources.approval import ApprovalError, journal_digests
 
-    from rating.erp import entity_digests
-
-    path = settings.warehouse_dir / "journal_lines" / f"{period}.parquet"
-    if not path.exists():
-        raise SystemExit(f"{period} has not been closed: no journal lines at {path}")
-    return entity_digests(pl.read_parquet(path))
+    try:
+        return journal_digests(settings.warehouse_dir, period)
+    except ApprovalError as exc:
+        raise SystemExit(str(exc)) from None
 
 
 def deliver_events(settings: Settings, period: str | None) -> None:
@@ -238,22 +235,14 @@ def approve_period(
 ) -> None:
     """Approve a closed month's journals for some entities (all when None), and queue a
     RevenueJournalApproved event for each."""
-    from rating.events import approval_event
+    from resources.approval import ApprovalError, approve_journals
     from resources.control_db import ControlDb
 
-    digests = _journal_digests(settings, period)
-    chosen = sorted(digests) if not entities else list(entities)
-    unknown = [e for e in chosen if e not in digests]
-    if unknown:
-        raise SystemExit(f"{period} has no journals for entity {', '.join(unknown)}")
     db = ControlDb(settings.control_db_url)
     try:
-        for entity in chosen:
-            digest, journals, lines = digests[entity]
-            db.approve(period, entity, approved_by, digest, journals, lines)
-            db.enqueue_events(
-                [approval_event(period, entity, approved_by, digest, journals, lines)]
-            )
+        chosen = approve_journals(settings.warehouse_dir, db, period, entities, approved_by)
+    except ApprovalError as exc:
+        raise SystemExit(str(exc)) from None
     finally:
         db.dispose()
     _say(f"{period} journals approved by {approved_by} for {', '.join(chosen)}")

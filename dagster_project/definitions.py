@@ -13,6 +13,7 @@ from assets.reconcile import reconciliation
 from assets.revenue import revenue_schedule
 from assets.usage import daily_usage
 from dagster_project.jobs import (
+    approve_job,
     close_job,
     deliver_events_job,
     ingest_job,
@@ -40,7 +41,14 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             business_events,
             erp_publication,
         ],
-        jobs=[ingest_job, close_job, publish_job, deliver_events_job, reprocess_job],
+        jobs=[
+            ingest_job,
+            close_job,
+            approve_job,
+            publish_job,
+            deliver_events_job,
+            reprocess_job,
+        ],
         schedules=[nightly_ingest_schedule, month_end_close_schedule],
         sensors=[landing_files_sensor, stale_dedup_window_sensor],
         resources=build_resources(settings),

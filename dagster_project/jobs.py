@@ -3,7 +3,9 @@
 import dagster as dg
 
 from dagster_project.partitions import close_monthly_partition, usage_daily_partition
+from resources.approval import approve_journals
 from resources.control_db import ControlDbResource
+from resources.warehouse import WarehouseResource
 from resources.webhook import WebhookResource
 
 ingest_job = dg.define_asset_job(
@@ -112,3 +114,43 @@ def deliver_business_events(
 )
 def deliver_events_job() -> None:
     deliver_business_events()
+
+
+class ApprovalConfig(dg.Config):  # type: ignore[misc]
+    """Whose approval, of which month, for which entities (none listed: all of them)."""
+
+    period: str
+    approved_by: str
+    entities: list[str] | None = None
+
+
+@dg.op(description="Approve a closed month's journals, per entity, on their content.")
+def approve_period_journals(
+    context: dg.OpExecutionContext,
+    config: ApprovalConfig,
+    control_db: ControlDbResource,
+    warehouse: WarehouseResource,
+) -> list[str]:
+    db = control_db.get()
+    try:
+        chosen = approve_journals(
+            warehouse.get().root, db, config.period, config.entities, config.approved_by
+        )
+    finally:
+        db.dispose()
+    context.log.info(
+        f"{config.period} journals approved by {config.approved_by} for {', '.join(chosen)}; "
+        f"publish them with publish_job (partition {config.period}-01)"
+    )
+    return chosen
+
+
+@dg.job(
+    description=(
+        "Approve a closed month's journals (period, approved_by and optionally entities in "
+        "the launchpad config): only approved journals are published to the ERP, and the "
+        "approval holds only while the journals stay as they were approved."
+    )
+)
+def approve_job() -> None:
+    approve_period_journals()

@@ -609,3 +609,36 @@ def test_an_adjusted_month_restated_again_adds_nothing(
     assert adjustments.select("period", "service_period", "amount").rows() == [
         ("2026-09", "2026-08", D("2.00"))
     ]
+
+
+def test_the_approve_job_records_the_approver_from_its_launchpad_config(
+    data_dir: Path, resources: dict[str, object], settings: object
+) -> None:
+    from dagster_project.jobs import approve_job
+    from resources.control_db import ControlDb
+
+    books(data_dir)
+    assert close(resources, "2026-09").success
+
+    def run(**config: object) -> dg.ExecuteInProcessResult:
+        return approve_job.execute_in_process(
+            run_config={"ops": {"approve_period_journals": {"config": config}}},
+            resources=resources,
+            raise_on_error=False,
+        )
+
+    result = run(period="2026-09", approved_by="frank", entities=["US01"])
+    assert result.success
+    assert result.output_for_node("approve_period_journals") == ["US01"]
+    db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
+    approvals = db.approvals("2026-09")
+    assert {e: a["approved_by"] for e, a in approvals.items()} == {"US01": "frank"}
+    events = [e for e in db.outbox("2026-09") if e["event_type"] == "RevenueJournalApproved"]
+    assert [json.loads(e["payload"])["data"]["entity_id"] for e in events] == ["US01"]
+
+    refused = run(period="2026-09", approved_by="frank", entities=["XX99"])
+    assert not refused.success
+    failure = next(e for e in refused.all_events if e.is_failure)
+    assert "2026-09 has no journals for entity XX99" in str(failure.event_specific_data)
+    assert not run(period="2026-10", approved_by="frank").success  # not closed
+    db.dispose()
