@@ -397,3 +397,57 @@ def test_a_posting_made_in_the_erp_shows_as_an_unexplained_difference(
     refused = _run(env, "lock", "--period", PERIOD, "--by", "controller", check=False)
     assert refused.returncode != 0
     assert "differ" in refused.stderr + refused.stdout
+
+
+def test_drafts_left_by_a_crash_are_posted_once_or_discarded_if_refused(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    """A publisher that died between create and post leaves drafts under our external
+    ids: the next run posts them instead of creating again; one the ERP will not post is
+    deleted and rejected with the ERP's message."""
+    from rating.erp import document_lines, documents
+    from resources.erp.adapter import Customer
+    from resources.erp.publisher import to_documents
+
+    database = server.fresh_database("drafts")
+    env = _env(month, server, database)
+    _run(env, "approve", "--period", PERIOD, "--by", "controller")
+    adapter = TrytonAdapter(server.url, database, server.login, server.password)
+    docs = to_documents(
+        documents(document_lines(_table(month, "journal_lines"), adapter.max_lines, True))
+    )
+    us = [d for d in docs if d.entity_id == "US01"]
+    company = adapter.company("US01")
+    context = {"company": company["id"], "companies": [company["id"]]}
+    customers = pl.read_csv(month / "data" / "reference" / "customers.csv", infer_schema=False)
+    named = {c for d in us[:2] for c in d.customers}
+    adapter.sync_customers(
+        [
+            Customer(r["customer_id"], r["name"], r["entity_id"], r["currency"])
+            for r in customers.filter(pl.col("customer_id").is_in(sorted(named))).to_dicts()
+        ]
+    )
+    adapter._resolve_parties(us[:2])
+    good = adapter._move(us[0], company)
+    bad = adapter._move(us[1], company)
+    # The second draft no longer balances (as if edited in the ERP before it was posted).
+    bad["lines"][0][1][0]["debit"] += Decimal("0.01")
+    good_id, bad_id = adapter.client.create("account.move", [good, bad], context=context)
+    adapter.close()
+
+    _run(env, "publish", "--period", PERIOD)
+    documents_ = _table(month, "erp_publication")
+    state = dict(zip(documents_["external_id"], documents_["state"], strict=True))
+    assert state[us[0].external_id] == "confirmed"
+    assert state[us[1].external_id] == "rejected"
+    moves = {m[EXTERNAL_ID_FIELD]: m for m in _moves(server, database)}
+    assert moves[us[0].external_id]["id"] == good_id  # the draft, posted, not a new move
+    assert moves[us[0].external_id]["state"] == "posted"
+    assert us[1].external_id not in moves  # the refused draft is gone
+    assert bad_id not in {m["id"] for m in moves.values()}
+    ledger = _ledger(month)
+    row = ledger.filter(pl.col("external_id") == us[1].external_id).row(0, named=True)
+    assert "balance" in row["last_error"]
+    reasons = _table(month, "erp_exceptions").filter(pl.col("kind") == "erp_rejected")["reason"]
+    assert any(us[1].external_id in r and "balance" in r for r in reasons)
+    assert len(moves) == documents_.height - 1

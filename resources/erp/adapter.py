@@ -84,6 +84,11 @@ class ErpAdapter(Protocol):
 
     def post(self, entity_id: str, document_ids: Sequence[str]) -> None: ...
 
+    def discard(self, entity_id: str, document_ids: Sequence[str]) -> None:
+        """Delete drafts the ERP refused to post, so a corrected document can be created
+        under the same external id."""
+        ...
+
     def sync_customers(self, customers: Sequence[Customer]) -> dict[str, str]:
         """Create missing customers; returns customer id → why the ERP's record
         disagrees with ours (never overwritten)."""

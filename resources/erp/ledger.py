@@ -130,19 +130,13 @@ class PublishLedger:
 
     def mark_sent(self, external_ids: Sequence[str]) -> None:
         now = datetime.now(UTC)
-        with self.engine.begin() as conn:
-            for ids in _chunks(list(external_ids)):
-                conn.execute(
-                    erp_publication.update()
-                    .where(erp_publication.c.target == self.target)
-                    .where(erp_publication.c.external_id.in_(ids))
-                    .values(
-                        state=SENT,
-                        attempts=erp_publication.c.attempts + 1,
-                        sent_at=now,
-                        updated_at=now,
-                    )
-                )
+        self._update(
+            external_ids,
+            state=SENT,
+            attempts=erp_publication.c.attempts + 1,
+            sent_at=now,
+            updated_at=now,
+        )
 
     def confirm(self, document_ids: Mapping[str, str]) -> None:
         now = datetime.now(UTC)

@@ -236,6 +236,8 @@ class Publisher:
             try:
                 self.adapter.post(entity, [f.document_id])
             except BusinessRejection as refusal:
+                # The draft goes: once corrected, the document is created afresh.
+                self.adapter.discard(entity, [f.document_id])
                 rejected[f.external_id] = str(refusal)
                 self.ledger.reject(f.external_id, str(refusal))
         return rejected

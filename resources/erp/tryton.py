@@ -314,8 +314,7 @@ class TrytonAdapter:
                 self.client.execute("account.move", "post", ids, context=context)
         except BusinessRejection:
             # Leave nothing half-done behind: the drafts go, the rejection stands.
-            with _faults("delete drafts"):
-                self.client.execute("account.move", "delete", ids, context=context)
+            self.discard(documents[0].entity_id, [str(i) for i in ids])
             raise
         return {doc.external_id: str(i) for doc, i in zip(documents, ids, strict=True)}
 
@@ -324,6 +323,13 @@ class TrytonAdapter:
         with _faults("post drafts"):
             self.client.execute(
                 "account.move", "post", [int(i) for i in document_ids], context=context
+            )
+
+    def discard(self, entity_id: str, document_ids: Sequence[str]) -> None:
+        context = self._context(int(self.company(entity_id)["id"]))
+        with _faults("delete drafts"):
+            self.client.execute(
+                "account.move", "delete", [int(i) for i in document_ids], context=context
             )
 
     def sync_customers(self, customers: Sequence[Customer]) -> dict[str, str]:
