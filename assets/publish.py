@@ -1,6 +1,7 @@
 """Publishing a month's approved journals to the ERP, and reconciling what it holds."""
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import dagster as dg
 import polars as pl
@@ -9,8 +10,9 @@ from assets.billing import month_bounds
 from assets.exports import ERP_EXPORTS
 from assets.ingest import check_result
 from assets.journals import JOURNAL_LINES
+from assets.reconcile import RECONCILIATION
 from checks import names
-from checks.journals import reconciliation_explained
+from checks.journals import journals_balance, reconciliation_explained
 from checks.outcome import markdown_table, validate_schema
 from checks.schemas import Exceptions
 from dagster_project.partitions import close_monthly_partition
@@ -82,16 +84,32 @@ def report_cases(report: PublishReport, docs: pl.DataFrame) -> pl.DataFrame:
             f"(content {changed.old_sha256[:12]} → {changed.new_sha256[:12]})",
             "Reverse the document in the ERP and reprocess the month, or restore the inputs",
         )
-    for external_id, message in sorted(report.failed.items()):
+    for external_id in sorted(report.failed):
         case(
             "erp_unreachable",
             "medium",
             external_id,
-            message,
+            # The fault itself is in the ledger and erp_publication.message; the reason
+            # stays fixed so the exception keeps its id from run to run.
+            "not confirmed: the ERP did not answer through every retry",
             "Publish again when the ERP answers; the ledger resumes where this stopped",
         )
     schema = {c: pl.String for c in EXCEPTION_COLUMNS} | {"amount": pl.Decimal(38, 12)}
     return pl.DataFrame(cases, schema=schema)
+
+
+def refuse_unchecked(reconciliation: Path, lines: pl.DataFrame, period: str) -> None:
+    """Publishing runs on its own too (publish_job), where the close's blocking checks do
+    not gate it: nothing goes to the ERP unless the journals balance and the month's
+    reconciliation, as it stands, explains every variance."""
+    balance = journals_balance(lines)
+    if not balance.passed:
+        raise dg.Failure(f"{period} is not published: {balance.description}")
+    if not reconciliation.exists():
+        raise dg.Failure(f"{period} is not published: it has no reconciliation ({reconciliation})")
+    controls = reconciliation_explained(pl.read_parquet(reconciliation))
+    if not controls.passed:
+        raise dg.Failure(f"{period} is not published: {controls.description}")
 
 
 @dg.multi_asset(
@@ -101,7 +119,8 @@ def report_cases(report: PublishReport, docs: pl.DataFrame) -> pl.DataFrame:
             description="Each ERP document of the month: external id, content digest, state.",
             group_name="publish",
             kinds={"parquet"},
-            deps=[JOURNAL_LINES, ERP_EXPORTS],
+            # After the reconciliation: in the close job its blocking check gates publishing.
+            deps=[JOURNAL_LINES, ERP_EXPORTS, RECONCILIATION],
             skippable=True,
         ),
         dg.AssetSpec(
@@ -158,6 +177,7 @@ def erp_publication(
     first, _ = month_bounds(period)
     store = warehouse.get()
     lines = pl.read_parquet(store.partition_path(JOURNAL_LINES, period))
+    refuse_unchecked(store.partition_path(RECONCILIATION, period), lines, period)
     adapter = erp.adapter()
     db = control_db.get()
     try:
@@ -189,13 +209,11 @@ def erp_publication(
         period, lines, theirs, parts.filter(pl.col("external_id").is_in(unsent))
     )
     queue = erp_exceptions(period, report_cases(report, docs), controls)
+    kept = ("external_id", "state", "erp_document_id", "last_error", "payload_sha256")
     ledger_rows = pl.DataFrame(
-        [
-            {k: r[k] for k in ("external_id", "state", "erp_document_id", "last_error")}
-            for r in states.values()
-        ],
-        schema={c: pl.String for c in ("external_id", "state", "erp_document_id", "last_error")},
-    )
+        [{k: r[k] for k in kept} for r in states.values()],
+        schema={c: pl.String for c in kept},
+    ).rename({"payload_sha256": "published_sha256"})
     header = [
         "external_id", "period", "entity_id", "journal_id", "category", "accounting_date",
         "currency", "functional_currency", "line_count", "debit", "credit",
@@ -207,6 +225,9 @@ def erp_publication(
         .with_columns(
             target=pl.lit(adapter.target),
             awaiting_approval=pl.col("entity_id").is_in(sorted(approved)).not_(),
+            # The ledger keeps the content last handed to the ERP: a difference here is a
+            # document changed after it was sent (see erp_exceptions).
+            content_changed=pl.col("published_sha256") != pl.col("payload_sha256"),
         )
         .rename({"last_error": "message"})
         .sort("external_id")

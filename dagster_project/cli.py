@@ -289,27 +289,64 @@ def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) ->
 
 
 def _refuse_unpublished(settings: Settings, period: str) -> None:
-    """With an ERP configured, a month locks only once the ERP has confirmed every
-    document and what it holds ties to journal_lines (close → approve → publish → ERP
-    confirms → lock)."""
-    if settings.erp_kind == "none":
-        return
+    """A month locks only once the ERP has confirmed every document as it stands and what
+    the ERP holds ties to journal_lines (close → approve → publish → ERP confirms → lock).
+    Decided from the publish ledger, so a shell without the ERP's settings cannot lock a
+    month whose publishing is unfinished."""
     import polars as pl
+    import sqlalchemy as sa
 
+    from resources.control_db import ControlDb, erp_publication
+
+    db = ControlDb(settings.control_db_url)
+    try:
+        with db.engine.connect() as conn:
+            rows = conn.execute(
+                sa.select(
+                    erp_publication.c.target,
+                    erp_publication.c.external_id,
+                    erp_publication.c.state,
+                    erp_publication.c.payload_sha256,
+                ).where(erp_publication.c.period == period)
+            ).all()
+    finally:
+        db.dispose()
+    if not rows and settings.erp_kind == "none":
+        return
+    again = f"see erp_exceptions, then meterclose publish --period {period}"
     publication = settings.warehouse_dir / "erp_publication" / f"{period}.parquet"
-    if not publication.exists():
+    if not rows or not publication.exists():
         raise SystemExit(
             f"{period} cannot be locked: it has not been published to the ERP "
             f"(meterclose publish --period {period})"
         )
     documents = pl.read_parquet(publication)
-    open_ = documents.filter(pl.col("state") != "confirmed")
-    if open_.height:
-        states = dict(open_.group_by("state").len().sort("state").iter_rows())
+    ledger = pl.DataFrame(
+        [tuple(r) for r in rows],
+        schema=["target", "external_id", "state", "published_sha256"],
+        orient="row",
+    )
+    current = documents.select("target", "external_id", "payload_sha256").join(
+        ledger, on=["target", "external_id"], how="left"
+    )
+    unconfirmed = current.filter(pl.col("state").fill_null("unpublished") != "confirmed")
+    if unconfirmed.height:
+        states = dict(
+            unconfirmed.group_by(pl.col("state").fill_null("unpublished"))
+            .len()
+            .sort("state")
+            .iter_rows()
+        )
         raise SystemExit(
-            f"{period} cannot be locked: {open_.height} of {documents.height} ERP document(s) "
-            f"not confirmed ({', '.join(f'{n} {s}' for s, n in states.items())}); see "
-            "erp_exceptions, then meterclose publish --period " + period
+            f"{period} cannot be locked: {unconfirmed.height} of {documents.height} ERP "
+            f"document(s) not confirmed ({', '.join(f'{n} {s}' for s, n in states.items())}); "
+            + again
+        )
+    changed = current.filter(pl.col("published_sha256") != pl.col("payload_sha256"))
+    if changed.height:
+        raise SystemExit(
+            f"{period} cannot be locked: {changed.height} ERP document(s) changed after the "
+            f"ERP confirmed them ({', '.join(changed['external_id'].head(3))}…); " + again
         )
     controls = pl.read_parquet(settings.warehouse_dir / "erp_reconciliation" / f"{period}.parquet")
     if controls.filter(pl.col("status") == "unexplained").height:
@@ -642,9 +679,32 @@ def cmd_publish(args: argparse.Namespace) -> int:
             "METERCLOSE_ERP_DATABASE, METERCLOSE_ERP_LOGIN and METERCLOSE_ERP_PASSWORD "
             "(the import files are written by the close either way)"
         )
+    if args.retry_rejected:
+        _requeue_rejected(settings, args.period, args.by)
     publish_period(settings, args.period)
     _refresh_views(settings)
     return 0
+
+
+def _requeue_rejected(settings: Settings, period: str, requested_by: str) -> None:
+    from resources.control_db import ControlDb
+    from resources.erp.ledger import PublishLedger
+
+    adapter = build_erp(settings).adapter()
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        ids = PublishLedger(db.engine, adapter.target).requeue_rejected(period, requested_by)
+    finally:
+        adapter.close()
+        db.dispose()
+    _say(f"{len(ids)} rejected document(s) of {period} queued again by {requested_by}")
+
+
+def build_erp(settings: Settings) -> Any:
+    from dagster_project.resources import build_resources
+
+    return build_resources(settings)["erp"]
 
 
 def cmd_deliver_events(args: argparse.Namespace) -> int:
@@ -839,6 +899,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="send a closed month's approved journals to the ERP, exactly once; resumable",
     )
     publish.add_argument("--period", type=_month, required=True, help="YYYY-MM")
+    publish.add_argument(
+        "--retry-rejected",
+        action="store_true",
+        help="send the documents the ERP rejected again (once the cause is fixed there)",
+    )
+    _by_argument(publish, "asks to send rejected documents again")
     publish.set_defaults(handler=cmd_publish)
 
     deliver = commands.add_parser(

@@ -58,7 +58,7 @@ def split_journals(
     """Canonical lines with ``part_id`` (the external id of the part a line is in) and
     ``part_line_no``; rounding lines recomputed per part. ``by_rate`` gives each exchange
     rate date its own parts, ``by_date`` each accounting date (for ERPs whose journal
-    entry has a single date)."""
+    entry has a single date; the part id is then ``<journal>-<yyyymmdd>-<n>``)."""
     if max_lines < 3:
         raise ValueError("a journal part needs room for a balanced pair and a rounding line")
     keys = [
@@ -94,11 +94,21 @@ def split_journals(
         groups.join(parts, on=["journal_id", "rate_key"])
         .with_columns(key=pl.struct("rate_no", "part"))
         .with_columns(part_no=pl.col("key").rank("dense").over("journal_id").cast(pl.Int64))
-        .select("journal_id", "rate_key", "group", "part_no")
+        .select("journal_id", "rate_key", "group", "part_no", "part")
+    )
+    # By date, a part is named by its date and its place within that date, so a document
+    # added on another day never renames it (its external id is what the ERP knows).
+    suffix = (
+        pl.col("rate_key").str.split("|").list.last().str.replace_all("-", "")
+        + "-"
+        + (pl.col("part") + 1).cast(pl.String)
+        if by_date
+        else pl.col("part_no").cast(pl.String)
     )
     placed = (
         body.join(numbered, on=["journal_id", "rate_key", "group"])
-        .with_columns(part_id=pl.col("journal_id") + "-" + pl.col("part_no").cast(pl.String))
+        .with_columns(part_id=pl.col("journal_id") + "-" + suffix)
+        .drop("part")
         .sort("part_id", "line_no")
     )
     rounding = (

@@ -274,10 +274,28 @@ def test_a_closed_erp_period_rejects_that_entity_only_and_blocks_the_lock(
     _run(env, "publish", "--period", PERIOD)
     assert _ledger(month).filter(pl.col("state") == "rejected")["attempts"].to_list() == attempts
     assert len(_moves(server, database)) == len(moves)
-    # And the month does not lock while the ERP has not confirmed everything.
+    # And the month does not lock while the ERP has not confirmed everything — not even
+    # from a shell that has no ERP configured: the ledger decides.
     refused = _run(env, "lock", "--period", PERIOD, "--by", "controller", check=False)
     assert refused.returncode != 0
     assert "not confirmed" in refused.stderr + refused.stdout
+    no_erp = {**env, "METERCLOSE_ERP": "none"}
+    refused = _run(no_erp, "lock", "--period", PERIOD, "--by", "controller", check=False)
+    assert refused.returncode != 0
+    assert f"{rejected.height} of {documents.height} ERP document(s) not confirmed" in (
+        refused.stderr + refused.stdout
+    )
+
+    # The controller reopens the period in the ERP and asks for the rejected ones again.
+    client.execute("account.period", "reopen", [periods[0]["id"]], context=context)
+    _run(env, "publish", "--period", PERIOD, "--retry-rejected", "--by", "controller")
+    documents = _table(month, "erp_publication")
+    assert set(documents["state"]) == {"confirmed"}
+    ledger = _ledger(month).filter(pl.col("entity_id") == "UK01")
+    assert all(e is None for e in ledger["last_error"])
+    assert len(_moves(server, database)) == documents.height
+    assert _table(month, "erp_exceptions").height == 0
+    _run(env, "lock", "--period", PERIOD, "--by", "controller")
 
 
 def test_unapproved_entities_wait_and_a_conflicting_customer_is_held(
@@ -451,3 +469,62 @@ def test_drafts_left_by_a_crash_are_posted_once_or_discarded_if_refused(
     reasons = _table(month, "erp_exceptions").filter(pl.col("kind") == "erp_rejected")["reason"]
     assert any(us[1].external_id in r and "balance" in r for r in reasons)
     assert len(moves) == documents_.height - 1
+
+
+def test_changed_journals_after_confirmation_block_the_lock_and_an_unreconciled_month_is_not_sent(
+    server: tryton.TrytonServer, month: Path
+) -> None:
+    database = server.fresh_database("changed")
+    env = _env(month, server, database)
+    warehouse = month / "data" / "warehouse"
+
+    # An unexplained variance in the month's reconciliation: publish_job sends nothing.
+    controls_path = warehouse / "reconciliation" / f"{PERIOD}.parquet"
+    controls = pl.read_parquet(controls_path)
+    pl.concat(
+        [controls, controls.head(1).with_columns(status=pl.lit("unexplained"))]
+    ).write_parquet(controls_path)
+    _run(env, "approve", "--period", PERIOD, "--by", "controller")
+    refused = _run(env, "publish", "--period", PERIOD, check=False)
+    assert refused.returncode != 0
+    assert "is not published: 1 control(s) with an unexplained variance" in (
+        refused.stderr + refused.stdout
+    )
+    assert _moves(server, database) == []
+    controls.write_parquet(controls_path)
+
+    _run(env, "publish", "--period", PERIOD)
+    published = _table(month, "erp_publication")
+    assert set(published["state"]) == {"confirmed"}
+    assert not published["content_changed"].any()
+
+    # The month is closed again before it is locked, and one confirmed document's lines
+    # change (here: a memo): approved again, it is not sent again, and the lock refuses.
+    lines_path = warehouse / "journal_lines" / f"{PERIOD}.parquet"
+    lines = pl.read_parquet(lines_path)
+    target = (
+        lines.filter(pl.col("entity_id") == "US01").sort("journal_id", "line_no").row(0, named=True)
+    )
+    lines.with_columns(
+        memo=pl.when(
+            (pl.col("journal_id") == target["journal_id"])
+            & (pl.col("line_no") == target["line_no"])
+        )
+        .then(pl.lit("a memo rewritten after the ERP confirmed the journal"))
+        .otherwise(pl.col("memo"))
+    ).write_parquet(lines_path)
+    _run(env, "approve", "--period", PERIOD, "--by", "controller")
+    moves = len(_moves(server, database))
+    _run(env, "publish", "--period", PERIOD)
+    assert len(_moves(server, database)) == moves
+    published = _table(month, "erp_publication")
+    changed = published.filter(pl.col("content_changed"))
+    assert changed.height == 1
+    assert changed["journal_id"].to_list() == [target["journal_id"]]
+    queue = _table(month, "erp_exceptions").filter(pl.col("kind") == "erp_document_changed")
+    assert queue["reason"].str.starts_with(changed["external_id"][0]).to_list() == [True]
+    refused = _run(env, "lock", "--period", PERIOD, "--by", "controller", check=False)
+    assert refused.returncode != 0
+    assert "1 ERP document(s) changed after the ERP confirmed them" in (
+        refused.stderr + refused.stdout
+    )

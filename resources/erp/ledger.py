@@ -33,6 +33,26 @@ class Changed:
     new_sha256: str
 
 
+# What the ledger keeps of a document's content.
+_CONTENT = (
+    "external_id",
+    "period",
+    "entity_id",
+    "journal_id",
+    "accounting_date",
+    "lines",
+    "functional_debit",
+    "payload_sha256",
+)
+
+
+def ledger_rows(documents: pl.DataFrame) -> pl.DataFrame:
+    """``rating.erp.documents`` in the ledger's terms."""
+    return documents.with_columns(
+        lines=pl.col("line_count"), functional_debit=pl.col("functional_debit").cast(pl.String)
+    )
+
+
 def _chunks(items: Sequence[str], size: int = 500) -> Iterable[Sequence[str]]:
     for start in range(0, len(items), size):
         yield items[start : start + size]
@@ -49,16 +69,7 @@ class PublishLedger:
         pending again; a changed one already sent or confirmed is left as it is and
         returned — the ERP may hold the old content, which only a controller can undo."""
         now = datetime.now(UTC)
-        rows = documents.select(
-            "external_id",
-            "period",
-            "entity_id",
-            "journal_id",
-            "accounting_date",
-            pl.col("line_count").alias("lines"),
-            pl.col("functional_debit").cast(pl.String),
-            "payload_sha256",
-        ).to_dicts()
+        rows = [{k: r[k] for k in _CONTENT} for r in ledger_rows(documents).to_dicts()]
         changed: list[Changed] = []
         with self.engine.begin() as conn:
             known: dict[str, Mapping[str, Any]] = {}
@@ -138,15 +149,24 @@ class PublishLedger:
             updated_at=now,
         )
 
-    def confirm(self, document_ids: Mapping[str, str]) -> None:
+    def confirm(
+        self, document_ids: Mapping[str, str], sent: Mapping[str, str] | None = None
+    ) -> None:
+        """Mark documents confirmed with their ERP ids. With ``sent`` (external id →
+        the payload digest that was sent), only rows still holding that content are: a
+        row whose content another run replaced meanwhile is left for the next run."""
         now = datetime.now(UTC)
         with self.engine.begin() as conn:
             for external_id, document_id in sorted(document_ids.items()):
-                conn.execute(
+                query = (
                     erp_publication.update()
                     .where(erp_publication.c.target == self.target)
                     .where(erp_publication.c.external_id == external_id)
-                    .values(
+                )
+                if sent is not None and external_id in sent:
+                    query = query.where(erp_publication.c.payload_sha256 == sent[external_id])
+                conn.execute(
+                    query.values(
                         state=CONFIRMED,
                         erp_document_id=document_id,
                         last_error=None,
@@ -157,6 +177,33 @@ class PublishLedger:
 
     def reject(self, external_id: str, message: str) -> None:
         self._update([external_id], state=REJECTED, last_error=message)
+
+    def replace_content(self, document: Mapping[str, Any]) -> None:
+        """A document sent but never created in the ERP takes its new content, pending."""
+        row = {k: document[k] for k in _CONTENT}
+        self._update([row["external_id"]], **row, state=PENDING, last_error=None)
+
+    def requeue_rejected(self, period: str, requested_by: str) -> list[str]:
+        """Send a period's rejected documents again (the cause was fixed in the ERP): back
+        to pending, the request and the ERP's last answer kept in last_error."""
+        ids = [r["external_id"] for r in self.rows(period) if r["state"] == REJECTED]
+        now = datetime.now(UTC)
+        with self.engine.begin() as conn:
+            for ids_chunk in _chunks(ids):
+                conn.execute(
+                    erp_publication.update()
+                    .where(erp_publication.c.target == self.target)
+                    .where(erp_publication.c.external_id.in_(ids_chunk))
+                    .values(
+                        state=PENDING,
+                        last_error=sa.literal(
+                            f"requeued by {requested_by} at {now:%Y-%m-%d %H:%M} UTC after: "
+                        )
+                        + sa.func.coalesce(erp_publication.c.last_error, ""),
+                        updated_at=now,
+                    )
+                )
+        return ids
 
     def note(self, external_ids: Sequence[str], message: str) -> None:
         """Say why documents did not go (a technical fault, a held customer) without

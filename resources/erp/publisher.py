@@ -38,7 +38,15 @@ from resources.erp.adapter import (
     ErpDocument,
     TechnicalFault,
 )
-from resources.erp.ledger import CONFIRMED, PENDING, REJECTED, SENT, Changed, PublishLedger
+from resources.erp.ledger import (
+    CONFIRMED,
+    PENDING,
+    REJECTED,
+    SENT,
+    Changed,
+    PublishLedger,
+    ledger_rows,
+)
 
 
 @dataclass
@@ -125,7 +133,7 @@ class Publisher:
     ) -> PublishReport:
         started = time.monotonic()
         report = PublishReport(self.adapter.target, period, documents=docs.height)
-        report.changed = self.ledger.register(docs)
+        report.changed = self._settle_changed(self.ledger.register(docs), docs)
         changed = {c.external_id for c in report.changed}
         states = {r["external_id"]: r["state"] for r in self.ledger.rows(period)}
         candidates = [
@@ -151,6 +159,7 @@ class Publisher:
             report.found += found
             report.rejected.update(rejected)
             report.failed.update(failed)
+        self._resolve_sent(period, report)
         rows = self.ledger.rows(period)
         report.states = {
             state: sum(1 for r in rows if r["state"] == state)
@@ -163,6 +172,51 @@ class Publisher:
         report.elapsed_seconds = time.monotonic() - started
         return report
 
+    def _settle_changed(self, changed: list[Changed], docs: pl.DataFrame) -> list[Changed]:
+        """A document whose content changed while it was ``sent`` may never have reached
+        the ERP: if it is not there, it simply takes the new content; a draft is
+        discarded first. Only one the ERP holds, posted, stays changed."""
+        still: list[Changed] = []
+        by_id = {r["external_id"]: r for r in ledger_rows(docs).to_dicts()}
+        for change in changed:
+            if change.state != SENT:
+                still.append(change)
+                continue
+            try:
+                there = self._retrying(
+                    self.adapter.find, change.entity_id, [change.external_id]
+                ).get(change.external_id)
+                if there is not None and not there.posted:
+                    self.adapter.discard(change.entity_id, [there.document_id])
+                    there = None
+            except (TechnicalFault, BusinessRejection):
+                still.append(change)
+                continue
+            if there is None:
+                self.ledger.replace_content(by_id[change.external_id])
+            else:
+                still.append(change)
+        return still
+
+    def _resolve_sent(self, period: str, report: PublishReport) -> None:
+        """Documents left ``sent`` (their batch ran out of retries) may have reached the
+        ERP all the same: one more lookup confirms those that did, so the reconciliation
+        counts as missing only what is missing."""
+        left: dict[str, list[str]] = {}
+        for row in self.ledger.rows(period):
+            if row["state"] == SENT:
+                left.setdefault(row["entity_id"], []).append(row["external_id"])
+        for entity, ids in sorted(left.items()):
+            try:
+                found = self.adapter.find(entity, ids)
+            except (TechnicalFault, BusinessRejection):
+                continue
+            posted = {i: f.document_id for i, f in found.items() if f.posted}
+            self.ledger.confirm(posted)
+            for external_id in posted:
+                report.failed.pop(external_id, None)
+            report.found += len(posted)
+
     def _hold_for_customers(
         self, ready: list[ErpDocument], customers: Sequence[Customer], report: PublishReport
     ) -> list[ErpDocument]:
@@ -172,9 +226,12 @@ class Publisher:
         known = {c.customer_id: c for c in customers}
         unknown = [c for c in named if c not in known]
         conflicts = {c: "not in customers.csv" for c in unknown}
-        conflicts.update(
-            self._retrying(self.adapter.sync_customers, [known[c] for c in named if c in known])
-        )
+        try:
+            conflicts.update(
+                self._retrying(self.adapter.sync_customers, [known[c] for c in named if c in known])
+            )
+        except BusinessRejection as refusal:
+            conflicts.update({c: f"the ERP refused the customer sync: {refusal}" for c in named})
         report.customer_conflicts = conflicts
         held = {
             d.external_id: "; ".join(f"{c}: {conflicts[c]}" for c in d.customers if c in conflicts)
@@ -198,6 +255,12 @@ class Publisher:
             message = f"technical fault after retries: {fault}"[:2000]
             self.ledger.note([d.external_id for d in batch], message)
             return 0, 0, {}, {d.external_id: message for d in batch}
+        except BusinessRejection as refusal:
+            # Refused before any document could be created (no company for the entity,
+            # no journal): every document of the batch, with the ERP's reason.
+            for doc in batch:
+                self.ledger.reject(doc.external_id, str(refusal))
+            return 0, 0, {d.external_id: str(refusal) for d in batch}, {}
 
     def _publish_batch(self, batch: list[ErpDocument]) -> tuple[int, int, dict[str, str]]:
         entity = batch[0].entity_id
@@ -215,7 +278,8 @@ class Publisher:
         confirmed = {
             f.external_id: f.document_id for f in found.values() if f.external_id not in rejected
         }
-        self.ledger.confirm(confirmed)
+        sent = {d.external_id: d.payload_sha256 for d in batch}
+        self.ledger.confirm(confirmed, sent)
         remaining = [d for d in batch if d.external_id not in found]
         created = 0
         if remaining:
@@ -224,7 +288,7 @@ class Publisher:
             except BusinessRejection:
                 made, refused = self._create_one_by_one(remaining)
                 rejected.update(refused)
-            self.ledger.confirm(made)
+            self.ledger.confirm(made, sent)
             created = len(made)
         return created, len(confirmed), rejected
 
@@ -251,6 +315,12 @@ class Publisher:
             try:
                 made.update(self.adapter.create([doc]))
             except BusinessRejection as refusal:
+                # A collision the ERP words as a business error (a localised database
+                # message, say) is not a refusal: look before recording one.
+                there = self.adapter.find(doc.entity_id, [doc.external_id])
+                if doc.external_id in there and there[doc.external_id].posted:
+                    made[doc.external_id] = there[doc.external_id].document_id
+                    continue
                 rejected[doc.external_id] = str(refusal)
                 self.ledger.reject(doc.external_id, str(refusal))
         return made, rejected

@@ -401,9 +401,23 @@ class TrytonAdapter:
             try:
                 with _faults("create customers"):
                     self.client.create("party.party", list(chunk))
-            except AlreadyExists:
-                # Another publisher created some of them: the next run compares them.
-                continue
+            except (AlreadyExists, BusinessRejection):
+                # Some were created meanwhile (a replayed request, another publisher):
+                # Tryton refuses the batch on its unique party code. One at a time, then;
+                # one that still cannot be created holds its documents.
+                for values in chunk:
+                    code = values["code"]
+                    with _faults("customers"):
+                        there = self.client.search_read(
+                            "party.party", [("code", "=", code)], ["id"]
+                        )
+                    if there:
+                        continue
+                    try:
+                        with _faults("create customer"):
+                            self.client.create("party.party", [values])
+                    except (AlreadyExists, BusinessRejection) as refusal:
+                        conflicts[code] = f"the ERP refused to create it: {refusal}"
         return conflicts
 
     def _categories(self, names: Sequence[str]) -> dict[str, int]:
@@ -426,7 +440,10 @@ class TrytonAdapter:
         day = date(year, month, 1)
         rows: list[dict[str, Any]] = []
         for entity_id in entity_ids:
-            company = self.company(entity_id)
+            try:
+                company = self.company(entity_id)
+            except BusinessRejection:
+                continue  # no company, nothing booked: its documents show as not sent
             company_id = int(company["id"])
             period_id = self._period_id(company_id, day)
             if period_id is None:
