@@ -35,6 +35,7 @@ from resources.erp.adapter import (
 from resources.erp.tryton_provision import EXTERNAL_ID_FIELD, JOURNAL_CODE
 from resources.erp.tryton_rpc import (
     TrytonClient,
+    TrytonRequestError,
     TrytonServerError,
     TrytonTransportError,
     TrytonUserError,
@@ -45,6 +46,8 @@ _CHUNK = 500  # ids per search domain
 
 
 def _quantize(value: Any, currency: str) -> Decimal:
+    if currency not in MINOR_UNITS:
+        raise BusinessRejection(f"currency {currency} has no known minor unit")
     return Decimal(value).quantize(Decimal(1).scaleb(-MINOR_UNITS[currency]))
 
 
@@ -64,6 +67,10 @@ def _faults(what: str) -> Iterator[None]:
         if error.unique_violation:
             raise AlreadyExists(f"{what}: {error.message}") from error
         raise BusinessRejection(f"{what}: ERP error: {error.message}") from error
+    except TrytonRequestError as error:
+        # The server refused the request itself (a body too large, say): sending the
+        # documents one at a time narrows it down to the one it will not take.
+        raise BusinessRejection(f"{what}: {error}") from error
     except TrytonTransportError as error:
         raise TechnicalFault(str(error)) from error
 
@@ -110,7 +117,9 @@ class TrytonAdapter:
         """One client (session, login) per thread; the rate limit is shared."""
         client = getattr(self._local, "client", None)
         if client is None:
-            http = session(self._policy, limiter=self._limiter, bucket=self.target)
+            http = session(
+                self._policy, limiter=self._limiter, bucket=self.target, pool_size=self._pool_size
+            )
             client = TrytonClient(
                 self._url, self._database, self._login, self._password, session=http,
                 timeout=self._policy.timeout_seconds,

@@ -200,7 +200,12 @@ class TrytonClient:
                 raise
             # trytond 8.2 fails a login that is the first request for a database (its pool
             # is registered empty); GET /<db>/r/… loads the pool. Then log in again, once.
-            self.session.get(f"{self.url}/{self.database}/r/meterclose-warm-up")
+            try:
+                self.session.get(f"{self.url}/{self.database}/r/meterclose-warm-up")
+            except requests.RequestException as exc:
+                raise TrytonTransportError(
+                    f"{self.endpoint}: loading the database failed: {type(exc).__name__}"
+                ) from exc
             result = self._post("common.db.login", params)
         user_id, token = result[0], result[1]
         self.user_id = int(user_id)
