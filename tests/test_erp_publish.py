@@ -141,10 +141,11 @@ def _erp_balances(server: tryton.TrytonServer, database: str, entities: list[str
         adapter.close()
 
 
+@pytest.mark.parametrize("seed", [11, 21])
 def test_publish_survives_faults_and_a_kill_and_lands_each_journal_once(
-    server: tryton.TrytonServer, month: Path
+    server: tryton.TrytonServer, month: Path, seed: int
 ) -> None:
-    database = server.fresh_database("faults")
+    database = server.fresh_database(f"faults_{seed}")
     lines = _table(month, "journal_lines")
     entities = sorted(lines["entity_id"].unique())
     _run(_env(month, server, database), "approve", "--period", PERIOD, "--by", "controller")
@@ -172,7 +173,7 @@ def test_publish_survives_faults_and_a_kill_and_lands_each_journal_once(
             (0.05, Fault.throttle(1)),
             (0.05, Fault.delay(0.2)),
         ],
-        seed=11,
+        seed=seed,
         hooks={40: kill},
     )
     with FaultyProxy(server.url, plan) as proxy:
@@ -193,7 +194,7 @@ def test_publish_survives_faults_and_a_kill_and_lands_each_journal_once(
     # Second run: faults again (a different schedule), no kill; it resumes and finishes.
     plan = Plan(
         chances=[(0.08, Fault.drop_after()), (0.08, Fault.error(500)), (0.04, Fault.throttle(1))],
-        seed=12,
+        seed=seed + 1,
     )
     with FaultyProxy(server.url, plan) as proxy:
         _run(_env(month, server, database, url=proxy.url), "publish", "--period", PERIOD)

@@ -319,27 +319,46 @@ class TrytonAdapter:
         with _faults(f"create {documents[0].external_id}…"):
             ids = self.client.create("account.move", moves, context=context)
         try:
-            with _faults(f"post {documents[0].external_id}…"):
-                self.client.execute("account.move", "post", ids, context=context)
+            self._post([int(i) for i in ids], context)
         except BusinessRejection:
             # Leave nothing half-done behind: the drafts go, the rejection stands.
             self.discard(documents[0].entity_id, [str(i) for i in ids])
             raise
         return {doc.external_id: str(i) for doc, i in zip(documents, ids, strict=True)}
 
+    def _states(self, ids: Sequence[int], context: Mapping[str, Any]) -> dict[int, str]:
+        with _faults("move states"):
+            rows = self.client.read("account.move", list(ids), ["id", "state"], context=context)
+        return {int(r["id"]): r["state"] for r in rows}
+
+    def _post(self, ids: Sequence[int], context: Mapping[str, Any]) -> None:
+        """Post moves; moves already posted are fine. A post whose answer was lost and
+        that was sent again finds them posted, and Tryton refuses to post a posted move
+        ("cannot modify posted move"): that is the outcome we wanted, not a rejection."""
+        try:
+            with _faults("post"):
+                self.client.execute("account.move", "post", list(ids), context=context)
+        except BusinessRejection:
+            states = self._states(ids, context)
+            drafts = [i for i in ids if states.get(i) == "draft"]
+            if not drafts:
+                return
+            if len(drafts) == len(ids):
+                raise
+            self._post(drafts, context)
+
     def post(self, entity_id: str, document_ids: Sequence[str]) -> None:
         context = self._context(int(self.company(entity_id)["id"]))
-        with _faults("post drafts"):
-            self.client.execute(
-                "account.move", "post", [int(i) for i in document_ids], context=context
-            )
+        self._post([int(i) for i in document_ids], context)
 
     def discard(self, entity_id: str, document_ids: Sequence[str]) -> None:
+        """Delete the drafts among these moves (a posted one is never deleted)."""
         context = self._context(int(self.company(entity_id)["id"]))
-        with _faults("delete drafts"):
-            self.client.execute(
-                "account.move", "delete", [int(i) for i in document_ids], context=context
-            )
+        states = self._states([int(i) for i in document_ids], context)
+        drafts = [i for i, state in sorted(states.items()) if state == "draft"]
+        if drafts:
+            with _faults("delete drafts"):
+                self.client.execute("account.move", "delete", drafts, context=context)
 
     def sync_customers(self, customers: Sequence[Customer]) -> dict[str, str]:
         wanted = {c.customer_id: c for c in customers}
