@@ -44,6 +44,6 @@ def approve_journals(
         raise ApprovalError(f"{period} has no journals for entity {', '.join(unknown)}")
     for entity in chosen:
         digest, journals, lines = digests[entity]
-        db.approve(period, entity, approved_by, digest, journals, lines)
-        db.enqueue_events([approval_event(period, entity, approved_by, digest, journals, lines)])
+        event = approval_event(period, entity, approved_by, digest, journals, lines)
+        db.approve(period, entity, approved_by, digest, journals, lines, events=[event])
     return chosen

@@ -463,9 +463,17 @@ class ControlDb:
             return [row[0] for row in conn.execute(query)]
 
     def approve(
-        self, period: str, entity_id: str, approved_by: str, digest: str, journals: int, lines: int
+        self,
+        period: str,
+        entity_id: str,
+        approved_by: str,
+        digest: str,
+        journals: int,
+        lines: int,
+        events: Sequence[Mapping[str, Any]] = (),
     ) -> None:
-        """Record (or renew) the approval of a period's journals for an entity."""
+        """Record (or renew) the approval of a period's journals for an entity, and queue
+        its events in the same transaction: an approval never goes unannounced."""
         if self.lock(period) is not None:
             raise PeriodLockedError(f"period {period} is locked; its journals were approved")
         row = {
@@ -484,6 +492,8 @@ class ControlDb:
                 .where(journal_approval.c.entity_id == entity_id)
             )
             conn.execute(journal_approval.insert().values(**row))
+            if events:
+                self._enqueue(conn, events)
 
     def approvals(self, period: str) -> dict[str, dict[str, Any]]:
         """entity → approval row, for a period."""
@@ -501,60 +511,63 @@ class ControlDb:
         changed."""
         if not events:
             return 0
+        with self.engine.begin() as conn:
+            return self._enqueue(conn, events)
+
+    def _enqueue(self, conn: sa.Connection, events: Sequence[Mapping[str, Any]]) -> int:
         now = datetime.now(UTC)
         changed = 0
-        with self.engine.begin() as conn:
-            known = {
-                row["event_id"]: row
-                for row in conn.execute(
-                    sa.select(
-                        event_outbox.c.event_id, event_outbox.c.payload_sha256, event_outbox.c.state
-                    ).where(event_outbox.c.event_id.in_([e["event_id"] for e in events]))
-                ).mappings()
-            }
-            fields = (
-                "event_id", "event_type", "schema_version", "period", "correlation_id",
-                "payload", "payload_sha256",
-            )  # fmt: skip
-            new = []
-            for event in events:
-                row = {k: event[k] for k in fields}
-                old = known.get(row["event_id"])
-                if old is not None and old["payload_sha256"] == row["payload_sha256"]:
-                    continue
-                if old is not None and old["state"] == "pending":
-                    conn.execute(
-                        event_outbox.update()
-                        .where(event_outbox.c.event_id == row["event_id"])
-                        .values(
-                            payload=row["payload"],
-                            payload_sha256=row["payload_sha256"],
-                            updated_at=now,
-                        )
+        known = {
+            row["event_id"]: row
+            for row in conn.execute(
+                sa.select(
+                    event_outbox.c.event_id, event_outbox.c.payload_sha256, event_outbox.c.state
+                ).where(event_outbox.c.event_id.in_([e["event_id"] for e in events]))
+            ).mappings()
+        }
+        fields = (
+            "event_id", "event_type", "schema_version", "period", "correlation_id",
+            "payload", "payload_sha256",
+        )  # fmt: skip
+        new = []
+        for event in events:
+            row = {k: event[k] for k in fields}
+            old = known.get(row["event_id"])
+            if old is not None and old["payload_sha256"] == row["payload_sha256"]:
+                continue
+            if old is not None and old["state"] == "pending":
+                conn.execute(
+                    event_outbox.update()
+                    .where(event_outbox.c.event_id == row["event_id"])
+                    .values(
+                        payload=row["payload"],
+                        payload_sha256=row["payload_sha256"],
+                        updated_at=now,
                     )
-                    changed += 1
-                    continue
-                if old is not None:
-                    row["event_id"] = f"{row['event_id']}#{row['payload_sha256'][:8]}"
-                    exists = conn.execute(
-                        sa.select(event_outbox.c.event_id).where(
-                            event_outbox.c.event_id == row["event_id"]
-                        )
-                    ).first()
-                    if exists:
-                        continue
-                new.append(
-                    {
-                        **row,
-                        "state": "pending",
-                        "attempts": 0,
-                        "last_error": None,
-                        "created_at": now,
-                        "updated_at": now,
-                    }
                 )
-            if new:
-                conn.execute(event_outbox.insert(), new)
+                changed += 1
+                continue
+            if old is not None:
+                row["event_id"] = f"{row['event_id']}#{row['payload_sha256'][:8]}"
+                exists = conn.execute(
+                    sa.select(event_outbox.c.event_id).where(
+                        event_outbox.c.event_id == row["event_id"]
+                    )
+                ).first()
+                if exists:
+                    continue
+            new.append(
+                {
+                    **row,
+                    "state": "pending",
+                    "attempts": 0,
+                    "last_error": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
+        if new:
+            conn.execute(event_outbox.insert(), new)
         return changed + len(new)
 
     def outbox(self, period: str | None = None) -> list[dict[str, Any]]:
