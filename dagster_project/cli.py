@@ -775,7 +775,14 @@ def cmd_demo(args: argparse.Namespace) -> int:
         f"  tables (DuckDB)      duckdb {settings.warehouse_dir / 'meterclose.duckdb'}\n"
         f"  ERP import files     {settings.warehouse_dir / 'exports'}/<period>/v<NNN>/\n"
         f"  control database     {settings.control_db_url}\n"
-        "  lineage, checks, runs  make ui   (dagster dev, then http://127.0.0.1:3000)"
+        "  lineage, checks, runs  make ui   (dagster dev, then http://127.0.0.1:3000)\n"
+        + (
+            f"  the ERP              {settings.erp_kind} at {settings.erp_url}: "
+            "erp_publication, erp_reconciliation, erp_exceptions"
+            if settings.erp_kind != "none"
+            else "  publish to an ERP    make tryton (a local Tryton), then make demo with the "
+            "METERCLOSE_ERP_* it prints"
+        )
     )
     return 0
 
