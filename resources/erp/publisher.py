@@ -165,7 +165,8 @@ class Publisher:
             state: sum(1 for r in rows if r["state"] == state)
             for state in (PENDING, SENT, CONFIRMED, REJECTED)
         }
-        # Rejections from earlier runs stay in the report until their content changes.
+        # Rejections from earlier runs stay in the report until their content changes or
+        # a controller queues them again (publish --retry-rejected).
         report.rejected.update(
             {r["external_id"]: r["last_error"] or "" for r in rows if r["state"] == REJECTED}
         )
