@@ -24,6 +24,7 @@ from rating.erp import (
     erp_controls,
     erp_exceptions,
 )
+from resources.approval import approved_entities
 from resources.control_db import ControlDbResource
 from resources.erp.adapter import Customer, ErpResource
 from resources.erp.ledger import CONFIRMED, PublishLedger
@@ -64,8 +65,8 @@ def report_cases(report: PublishReport, docs: pl.DataFrame) -> pl.DataFrame:
             "high",
             external_id,
             f"the ERP refused it: {message}",
-            "Fix the cause in the ERP (open the period, add the account) or in our data, "
-            "then publish again; it is not retried until then",
+            "Fix the cause in the ERP (open the period, add the account), then publish with "
+            "--retry-rejected; or fix our data, and the changed document goes again",
         )
     for external_id, why in sorted(report.held.items()):
         case(
@@ -183,12 +184,7 @@ def erp_publication(
     try:
         parts = document_lines(lines, adapter.max_lines, adapter.single_date)
         docs = documents(parts)
-        approvals = db.approvals(period)
-        approved = {
-            entity
-            for entity, (digest, _, _) in entity_digests(lines).items()
-            if approvals.get(entity, {}).get("journals_digest") == digest
-        }
+        approved = approved_entities(entity_digests(lines), db.approvals(period))
         customers = [
             Customer(r["customer_id"], r["name"], r["entity_id"], r["currency"])
             for r in reference.get().customers().iter_rows(named=True)

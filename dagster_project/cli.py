@@ -268,12 +268,11 @@ def lock_period(settings: Settings, period: str, locked_by: str, run_id: str) ->
         )
     db = ControlDb(settings.control_db_url)
     try:
-        approvals = db.approvals(period)
-        stale = [
-            entity
-            for entity, (digest, _, _) in _journal_digests(settings, period).items()
-            if approvals.get(entity, {}).get("journals_digest") != digest
-        ]
+        from resources.approval import approved_entities
+
+        digests = _journal_digests(settings, period)
+        approved = approved_entities(digests, db.approvals(period))
+        stale = [entity for entity in digests if entity not in approved]
         if stale:
             raise SystemExit(
                 f"{period} cannot be locked: journals of {', '.join(stale)} are not approved "

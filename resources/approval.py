@@ -25,6 +25,18 @@ def journal_digests(warehouse_dir: Path, period: str) -> dict[str, tuple[str, in
     return entity_digests(pl.read_parquet(path))
 
 
+def approved_entities(
+    digests: dict[str, tuple[str, int, int]], approvals: dict[str, dict[str, object]]
+) -> set[str]:
+    """Entities whose journals are approved as they stand: the approval's digest is the
+    journals' digest now (``journal_digests`` / ``rating.erp.entity_digests``)."""
+    return {
+        entity
+        for entity, (digest, _, _) in digests.items()
+        if approvals.get(entity, {}).get("journals_digest") == digest
+    }
+
+
 def approve_journals(
     warehouse_dir: Path,
     db: ControlDb,

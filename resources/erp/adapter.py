@@ -9,7 +9,6 @@ import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date
-from decimal import Decimal
 from typing import Any, Protocol
 
 import dagster as dg
@@ -31,10 +30,6 @@ class ErpDocument:
     payload_sha256: str
     lines: Sequence[Mapping[str, Any]]
     customers: Sequence[str] = field(default_factory=tuple)
-
-    @property
-    def functional_debit(self) -> Decimal:
-        return sum((Decimal(line["functional_debit"]) for line in self.lines), Decimal(0))
 
 
 @dataclass(frozen=True)

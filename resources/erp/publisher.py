@@ -65,10 +65,6 @@ class PublishReport:
     states: dict[str, int] = field(default_factory=dict)
     elapsed_seconds: float = 0.0
 
-    @property
-    def sent_now(self) -> int:
-        return self.created + self.found
-
 
 def to_documents(docs: pl.DataFrame) -> list[ErpDocument]:
     """The rows of ``rating.erp.documents`` as adapter documents."""
