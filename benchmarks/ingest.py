@@ -55,7 +55,7 @@ def _cpu_seconds() -> float:
 
 
 def prepare(work: Path, months: list[str], events: int, seed: int) -> Path:
-    from dagster_project.generator import generate
+    from sampledata import generate
 
     data = work / "data"
     stamp = work / "generated.json"
@@ -81,8 +81,8 @@ def make_clean_copy(data: Path, clean: Path) -> None:
     import pyarrow as pa
     import pyarrow.compute as pc
 
-    from dagster_project.generator import GZIP_LEVEL
     from rating.ingest import LandingFile, file_lines
+    from sampledata import GZIP_LEVEL
 
     manifest = pl.read_parquet(data / "manifest" / "lines.parquet")
     bad = manifest.filter(pl.col("fault").is_in(MALFORMED_FAULTS))

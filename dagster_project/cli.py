@@ -64,7 +64,7 @@ def _say(message: str) -> None:
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
-    from dagster_project.generator import generate
+    from sampledata import generate
 
     out = Path(args.out or load_settings(args.data_dir).data_dir)
     if (out / "landing" / "usage").exists():
@@ -752,7 +752,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     settings = _prepare(args.data_dir)
     if not (settings.landing_dir.is_dir() and (settings.reference_dir / "meters.yaml").exists()):
-        from dagster_project.generator import generate
+        from sampledata import generate
 
         _say(
             f"no sample data under {settings.data_dir}: generating {', '.join(DEMO_MONTHS)} "

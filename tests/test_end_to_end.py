@@ -13,10 +13,10 @@ import pytest
 
 from assets.ingest import ingest_landing_day
 from dagster_project import cli
-from dagster_project.generator import UNKNOWN_CUSTOMERS, generate
 from dagster_project.resources import build_resources
 from dagster_project.settings import REPO_ROOT, load_settings
 from rating.ingest import meters_table
+from sampledata import UNKNOWN_CUSTOMERS, generate
 from tests.conftest import settings_for
 
 pytestmark = pytest.mark.slow

@@ -1,4 +1,4 @@
-"""Tests of the sample-data generator (dagster_project/generator.py).
+"""Tests of the sample-data generator (the sampledata package).
 
 Besides determinism and bookkeeping, an independent, line-by-line implementation of the
 ingest rules (``_judge``) re-derives every landing line's outcome and reason and compares it
@@ -20,7 +20,7 @@ import polars as pl
 import pytest
 import yaml
 
-from dagster_project.generator import FAULTS, LINE_FAULTS, UNKNOWN_CUSTOMERS, generate
+from sampledata import FAULTS, LINE_FAULTS, UNKNOWN_CUSTOMERS, generate
 
 MONTHS = ["2026-01", "2026-02"]
 EVENTS = 1500
