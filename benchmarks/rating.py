@@ -5,10 +5,11 @@ and a plain pandas implementation of the same job.
 
 ``--events`` counts usage_events rows (one accepted event × meter it feeds; an LLM completion
 or a payment feeds two meters). For each size, a month (2026-09) of usage_events Parquet is
-written directly, one file per landing day, in the exact UsageEvents schema, from the
-reference customers (heavy-tailed volumes) and meters of a generated reference set — a day
-at a time, so no size ever sits in memory. Then, each in a fresh process so that its peak
-memory (VmHWM) is its own:
+written directly, one file per landing day, in the exact UsageEvents schema, from a reference
+set made by ``sampledata``: its customers (heavy-tailed volumes, events only while a contract
+is live and for the meters its plan prices), meters, event types and values as the sample
+generator draws them — a day at a time, so no size ever sits in memory. Then, each in a
+fresh process so that its peak memory (VmHWM) is its own:
 
 - ``meterclose``: the real rating path — reference data loaded, ``terms_in_force``, then
   ``billable_usage`` over the month's files, then ``invoice_lines`` (recurring fees,
@@ -53,12 +54,15 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 import sampledata
+from sampledata.arrivals import NAT_LAG_P
+from sampledata.days import month_bounds, to_day
+from sampledata.events import MODEL_P, MODELS, REGIONS, SOURCES, TYPE_P, TYPES, uuids
 
 PERIOD = "2026-09"
 FIRST = date(2026, 9, 1)
 LAST = date(2026, 9, 30)
 PANDAS_MAX_ROWS = 20_000_000
-DATA_VERSION = 1  # bump when the generated events change, to regenerate cached months
+DATA_VERSION = 2  # bump when the generated events change, to regenerate cached months
 
 # The usage_events Parquet schema (checks.schemas.UsageEvents), as ingest writes it.
 USAGE_EVENTS_SCHEMA = pa.schema(
@@ -101,28 +105,8 @@ RATING_COLUMNS = (
     "event_id",
 )
 
-# Event types, their share of events and how strongly volume follows customer size (as the
-# generator draws them); regions, sources and LLM models likewise.
-EVENT_TYPES = (
-    "api.request",
-    "llm.completion",
-    "user.active",
-    "storage.usage",
-    "seats.snapshot",
-    "payment.captured",
-)
-TYPE_P = np.array([0.50, 0.25, 0.12, 0.03, 0.02, 0.08])
-TYPE_ALPHA = np.array([1.0, 1.0, 0.8, 0.3, 0.3, 1.0])
-REGIONS = ("us-east-1", "eu-west-1", "ap-northeast-1", "us-west-2")
-SOURCES = tuple(f"//ingest.example.com/{r}" for r in REGIONS)
-MODELS = ("small", "medium", "large")
-MODEL_P = np.array([0.55, 0.30, 0.15])
-LATE_SHARE = 0.04  # events landing 1-3 days after their event day
 US_PER_DAY = 86_400_000_000
 E12 = 10**12
-# Bytes of "0123456789abcdef", for hex ids built without a Python loop.
-_HEX = np.frombuffer(b"0123456789abcdef", dtype=np.uint8)
-_UUID_POS = np.array([*range(8), *range(9, 13), *range(14, 18), *range(19, 23), *range(24, 36)])
 
 
 def _peak_rss_mib() -> float:
@@ -159,26 +143,13 @@ class _Population:
         from resources.reference import ReferenceData
 
         ref = ReferenceData(reference)
-        customers = ref.customers()
-        self.customer_ids = customers["customer_id"].to_list()  # sorted
-        n = len(self.customer_ids)
-        rng = np.random.default_rng([seed, 0])
-        rank = rng.permutation(n) + 1
-        size = (1.0 / rank**1.1) * rng.pareto(3.0, n).clip(0, 3) + 1e-4 / rank
-        relative = size / size.max()
-        weights = np.stack([size**a for a in TYPE_ALPHA])
-        self.weights = weights / weights.sum(axis=1, keepdims=True)
-        self.n_users = np.clip((3 + 3000 * relative).astype(np.int64), 3, 99_999)
-        self.base_gb_milli = (rng.lognormal(4.0, 1.2, n) * (0.2 + relative) * 1000).astype(
-            np.int64
-        ) + 500
-        self.gb_growth = rng.uniform(0.0005, 0.01, n)
-        self.base_seats = (5 + 400 * relative * rng.uniform(0.5, 1.5, n)).astype(np.int64)
-        self.seat_change_day = rng.integers(0, 60, n)
-        self.seat_delta = rng.integers(-3, 8, n)
-        self.pay_mu = rng.uniform(3.0, 5.5, n)
-        self.is_jpy = (customers["currency"] == "JPY").to_numpy()
-        self.home_region = rng.integers(0, len(REGIONS), n)
+        # The reference set prepare_reference wrote, drawn again with its seed: the same
+        # customers and contracts, with the per-customer parameters the generator draws.
+        drawn = sampledata.build_reference(np.random.default_rng(seed), [month_bounds(PERIOD)])
+        self.customer_ids = [c["customer_id"] for c in drawn.customers]
+        if self.customer_ids != ref.customers()["customer_id"].to_list():
+            raise ValueError(f"{reference}: not the reference set of seed {seed} for {PERIOD}")
+        self.draw = drawn.population
 
         # Meters in string order (so that sorting by code sorts by slug), each with the
         # event type that feeds it, what it measures and its canonical dims per event.
@@ -187,7 +158,7 @@ class _Population:
         rows = []
         dims_strings: list[str] = []
         for code, m in enumerate(meters):
-            if m.event_type not in EVENT_TYPES:
+            if m.event_type not in TYPES:
                 continue
             names = sorted(m.group_by)
             # One dims string per (region, model) an event can have.
@@ -203,7 +174,7 @@ class _Population:
                     )
             rows.append(
                 {
-                    "t": EVENT_TYPES.index(m.event_type),
+                    "t": TYPES.index(m.event_type),
                     "meter": code,
                     "aggregation": m.aggregation.value,
                     "value": (m.value_property or "").removeprefix("$."),
@@ -226,15 +197,6 @@ class _Population:
 def _month_counts(events: int, days: Sequence[date], rng: np.random.Generator) -> np.ndarray:
     weights = np.array([0.75 if d.weekday() >= 5 else 1.0 for d in days])
     return rng.multinomial(events, weights / weights.sum())
-
-
-def _hex_ids(rng: np.random.Generator, n: int) -> pa.Array:
-    """n random UUID-shaped ids, as a string array built from one byte buffer."""
-    nibbles = rng.integers(0, 16, size=(n, 32), dtype=np.uint8)
-    out = np.full((n, 36), ord("-"), dtype=np.uint8)
-    out[:, _UUID_POS] = _HEX[nibbles]
-    offsets = np.arange(0, 36 * (n + 1), 36, dtype=np.int32)
-    return pa.StringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(out.tobytes()))
 
 
 def _decimal12(unscaled: np.ndarray, valid: np.ndarray) -> pa.Array:
@@ -262,41 +224,43 @@ def day_events(pop: _Population, day: date, events: int, seed: int) -> pa.Table:
     """One landing day of usage_events: ``events`` accepted events, each × its meters."""
     day_no = (day - FIRST).days
     rng = np.random.default_rng([seed, 1, day_no])
+    draw = pop.draw
+    weights = draw.weights(to_day(day))
     per_type = rng.multinomial(events, TYPE_P)
-    t = np.repeat(np.arange(len(EVENT_TYPES), dtype=np.int8), per_type)
+    t = np.repeat(np.arange(len(TYPES), dtype=np.int8), per_type)
     cust = np.concatenate(
         [
-            rng.choice(len(pop.customer_ids), size=int(k), p=pop.weights[i])
+            rng.choice(len(pop.customer_ids), size=int(k), p=weights[i])
             for i, k in enumerate(per_type)
         ]
     )
     n = len(t)
-    late = rng.random(n) < LATE_SHARE
+    late = rng.random(n) < NAT_LAG_P
     lag = np.where(late, rng.choice([1, 2, 3], size=n, p=[0.6, 0.3, 0.1]), 0)
-    event_day = (day - date(1970, 1, 1)).days - lag
+    event_day = to_day(day) - lag
     event_us = event_day.astype(np.int64) * US_PER_DAY + rng.integers(0, US_PER_DAY, n)
-    region = pop.home_region[cust].copy()
+    region = draw.home_region[cust].copy()
     flip = rng.random(n) < 0.08
     region[flip] = rng.integers(0, len(REGIONS), int(flip.sum()))
     model = rng.choice(len(MODELS), size=n, p=MODEL_P)
     tokens = np.maximum(1, rng.lognormal(6.0, 1.1, n)).astype(np.int64).clip(None, 10**6)
-    user = (pop.n_users[cust] * rng.random(n) ** 2).astype(np.int64) + 1
+    user = (draw.n_users[cust] * rng.random(n) ** 2).astype(np.int64) + 1
     gb_milli = (
         (
-            pop.base_gb_milli[cust]
-            * (1 + pop.gb_growth[cust] * (day_no + 30 - lag))
+            draw.base_gb_milli[cust]
+            * (1 + draw.gb_growth[cust] * np.maximum(event_day - draw.first_day, 0))
             * (1 + 0.002 * rng.standard_normal(n))
         )
         .astype(np.int64)
         .clip(1, None)
     )
     seats = np.maximum(
-        pop.base_seats[cust] + pop.seat_delta[cust] * (day_no - lag >= pop.seat_change_day[cust]),
+        draw.base_seats[cust] + draw.seat_delta[cust] * (event_day >= draw.seat_change_day[cust]),
         1,
     )
-    jpy = pop.is_jpy[cust]
+    jpy = draw.is_jpy[cust]
     # Clipped so that every quantity's unscaled DECIMAL(38,12) integer fits an int64.
-    major = np.exp(pop.pay_mu[cust] + 0.9 * rng.standard_normal(n)).clip(None, 50_000)
+    major = np.exp(draw.pay_mu[cust] + 0.9 * rng.standard_normal(n)).clip(None, 50_000)
     minor = np.where(jpy, major * 150, major * 100).astype(np.int64).clip(50, None)
     # Landing position: the day's lines in a random order over 2-4 files.
     files = int(rng.integers(2, 5))
@@ -304,7 +268,7 @@ def day_events(pop: _Population, day: date, events: int, seed: int) -> pa.Table:
     per_file = -(-n // files)
     file_no = position // per_file
     line_no = position % per_file + 1
-    ids = _hex_ids(rng, n)
+    ids = uuids(rng, n).to_arrow()
     keys = rng.integers(0, 2**63, size=(n, 2), dtype=np.int64).view(np.uint64)
 
     frame = pl.DataFrame(
@@ -400,14 +364,14 @@ def day_events(pop: _Population, day: date, events: int, seed: int) -> pa.Table:
     usage_day = event_us_rows // US_PER_DAY
     unscaled_rows = rows["unscaled"].fill_null(0).to_numpy()
     names = [f"{day.isoformat()}/events-{i:02d}.ndjson" for i in range(files)]
-    received = np.full(rows.height, (day - date(1970, 1, 1)).days, dtype=np.int32)
+    received = np.full(rows.height, to_day(day), dtype=np.int32)
     columns = {
         "event_id": ids.take(pa.array(event)),
         "source": _take(SOURCES, region[event]),
         "event_key": pa.array(keys[event, 0]),
         "event_key_hi": pa.array(keys[event, 1]),
         "customer_id": _take(pop.customer_ids, rows["cust"].to_numpy()),
-        "event_type": _take(EVENT_TYPES, rows["t"].to_numpy()),
+        "event_type": _take(TYPES, rows["t"].to_numpy()),
         "meter": _take(pop.meter_slugs, rows["meter"].to_numpy()),
         "event_time": pa.array(event_us_rows, pa.timestamp("us", tz="UTC")),
         "usage_date": pa.array(usage_day.astype(np.int32), pa.date32()),
@@ -441,8 +405,8 @@ def prepare_events(work: Path, reference: Path, rows: int, seed: int) -> dict[st
         shutil.rmtree(out)
     out.mkdir(parents=True)
     pop = _Population(reference, seed)
-    meters_per_event = {t: int((pop.meter_rows["t"] == i).sum()) for i, t in enumerate(EVENT_TYPES)}
-    mean_meters = float(np.dot(TYPE_P, [meters_per_event[t] for t in EVENT_TYPES]))
+    meters_per_event = {t: int((pop.meter_rows["t"] == i).sum()) for i, t in enumerate(TYPES)}
+    mean_meters = float(np.dot(TYPE_P, [meters_per_event[t] for t in TYPES]))
     days = [FIRST + timedelta(days=i) for i in range((LAST - FIRST).days + 1)]
     counts = _month_counts(round(rows / mean_meters), days, np.random.default_rng([seed, 2]))
     started = time.perf_counter()
