@@ -121,7 +121,7 @@ def meterclose(
     from rating.erp import document_lines, documents
     from resources.control_db import ControlDb
     from resources.erp.adapter import Customer
-    from resources.erp.ledger import PublishLedger
+    from resources.erp.publish_ledger import PublishLedger
     from resources.erp.publisher import Publisher
     from resources.erp.tryton import TrytonAdapter
 

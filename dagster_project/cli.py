@@ -687,7 +687,7 @@ def cmd_publish(args: argparse.Namespace) -> int:
 
 def _requeue_rejected(settings: Settings, period: str, requested_by: str) -> None:
     from resources.control_db import ControlDb
-    from resources.erp.ledger import PublishLedger
+    from resources.erp.publish_ledger import PublishLedger
 
     adapter = build_erp(settings).adapter()
     db = ControlDb(settings.control_db_url)

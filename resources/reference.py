@@ -15,10 +15,10 @@ import pyarrow as pa
 import sqlalchemy as sa
 import yaml
 
+from rating.accounting_reference import parse_accounts, parse_entities, parse_fx_rates
 from rating.contracts import Contract, parse_contracts
 from rating.credits import parse_credits
 from rating.errors import ReferenceDataError
-from rating.ledger import parse_accounts, parse_entities, parse_fx_rates
 from rating.meters import Meter, parse_meters
 from rating.plans import Plan, parse_plans
 

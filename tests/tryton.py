@@ -183,7 +183,7 @@ def _cache_key(data_dir: Path, pg_version: str) -> str:
     digest = hashlib.sha256()
     sources = [
         Path(tryton_provision.__file__),
-        REPO / "rating" / "ledger.py",
+        REPO / "rating" / "accounting_reference.py",
         REPO / "rating" / "currency.py",
         data_dir / "reference" / "entities.csv",
         data_dir / "reference" / "accounts.yaml",

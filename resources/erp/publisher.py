@@ -38,7 +38,7 @@ from resources.erp.adapter import (
     ErpDocument,
     TechnicalFault,
 )
-from resources.erp.ledger import (
+from resources.erp.publish_ledger import (
     CONFIRMED,
     PENDING,
     REJECTED,

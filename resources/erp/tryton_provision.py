@@ -31,8 +31,8 @@ import psycopg
 import yaml
 from psycopg import sql
 
+from rating.accounting_reference import parse_accounts, parse_entities
 from rating.currency import MINOR_UNITS
-from rating.ledger import parse_accounts, parse_entities
 
 logger = logging.getLogger(__name__)
 
