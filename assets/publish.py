@@ -26,9 +26,10 @@ from rating.erp import (
 )
 from resources.approval import approved_entities
 from resources.control_db import ControlDbResource
-from resources.erp.adapter import Customer, ErpResource
+from resources.erp.adapter import Customer
 from resources.erp.publish_ledger import CONFIRMED, PublishLedger
 from resources.erp.publisher import Publisher, PublishReport
+from resources.erp.resource import ErpResource
 from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
 

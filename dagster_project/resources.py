@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dagster_project.settings import Settings, load_settings
 from resources.control_db import ControlDbResource
-from resources.erp.adapter import ErpResource
+from resources.erp.resource import ErpResource
 from resources.landing import IngestRulesResource, LandingResource
 from resources.reference import ReferenceDataResource
 from resources.warehouse import WarehouseResource
