@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
+from assets.close import LANDING_CALENDAR
 from assets.ingest import USAGE_EVENTS, check_result
 from assets.usage import DAILY_USAGE
 from checks import names
@@ -17,6 +18,7 @@ from dagster_project.partitions import close_monthly_partition
 from rating import ingest as rating_ingest
 from rating.billing import billable_usage as rate_month
 from rating.ingest import IngestRules
+from rating.periods import month_bounds
 from rating.terms import reference_tables, terms_in_force
 from resources.control_db import ControlDb, ControlDbResource
 from resources.landing import IngestRulesResource, Landing, LandingResource
@@ -64,18 +66,12 @@ def month_usage_files(
     return files, days
 
 
-def month_bounds(period: str) -> tuple[date, date]:
-    first = date.fromisoformat(f"{period}-01")
-    last = (first.replace(day=28) + timedelta(days=4)).replace(day=1) - timedelta(days=1)
-    return first, last
-
-
 @dg.asset(
     name=BILLABLE_USAGE,
     description="Rated usage per month, contract, service segment, charge and price group.",
     group_name="billing",
     kinds={"parquet", "duckdb"},
-    deps=[USAGE_EVENTS, DAILY_USAGE],
+    deps=[USAGE_EVENTS, DAILY_USAGE, LANDING_CALENDAR],
     partitions_def=close_monthly_partition,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[

@@ -2,7 +2,6 @@
 balances they draw on (prepaid_balances)."""
 
 from collections.abc import Iterator
-from datetime import date, timedelta
 
 import dagster as dg
 import polars as pl
@@ -22,6 +21,7 @@ from rating.billing import billable_usage as rate_month
 from rating.ingest import IngestRules
 from rating.invoice import invoice_lines as issue_invoices
 from rating.invoice import prior_period_adjustments
+from rating.periods import previous_period
 from rating.terms import reference_tables, terms_in_force
 from resources.control_db import ControlDb, ControlDbResource
 from resources.landing import IngestRulesResource, Landing, LandingResource
@@ -30,10 +30,6 @@ from resources.warehouse import Warehouse, WarehouseResource
 
 INVOICE_LINES = "invoice_lines"
 PREPAID_BALANCES = "prepaid_balances"
-
-
-def previous_period(period: str) -> str:
-    return (date.fromisoformat(f"{period}-01") - timedelta(days=1)).strftime("%Y-%m")
 
 
 def previous_balances(store: Warehouse, period: str) -> pl.DataFrame | None:

@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from assets.billing import BILLABLE_USAGE, landing_window, month_bounds
+from assets.close import LANDING_CALENDAR
 from assets.ingest import QUARANTINED_EVENTS, check_result
 from assets.invoice import INVOICE_LINES, PREPAID_BALANCES, invoice_history, previous_period
 from assets.journals import JOURNAL_LINES
@@ -19,7 +20,7 @@ from checks.journals import reconciliation_explained
 from checks.outcome import markdown_table, validate_schema
 from checks.schemas import Exceptions
 from dagster_project.partitions import close_monthly_partition
-from rating.reconcile import close_controls
+from rating.reconcile import close_controls, landing_calendar_controls
 from rating.revenue import REVENUE_SCHEMA
 from rating.terms import reference_tables, terms_in_force
 from resources.control_db import ControlDbResource
@@ -49,6 +50,7 @@ _LANDING_SCHEMA = pa.schema(
             group_name="close",
             kinds={"parquet", "duckdb"},
             deps=[
+                LANDING_CALENDAR,
                 JOURNAL_LINES,
                 REVENUE_SCHEDULE,
                 INVOICE_LINES,
@@ -167,6 +169,12 @@ def reconciliation(
         )
     finally:
         con.close()
+    # The landing calendar's control: days a controller confirmed complete as they stood.
+    calendar_path = store.partition_path(LANDING_CALENDAR, period)
+    if calendar_path.exists():
+        control, confirmed = landing_calendar_controls(period, pq.read_table(calendar_path))
+        table = pa.concat_tables([control, table])
+        queue = pa.concat_tables([queue, confirmed])
     store.write({RECONCILIATION: (period, table), EXCEPTIONS: (period, queue)})
     frame = pl.from_arrow(table)
     exceptions = pl.from_arrow(queue)

@@ -3,6 +3,7 @@
 import dagster as dg
 
 from assets.billing import billable_usage
+from assets.close import close_record, landing_calendar
 from assets.events import business_events
 from assets.exports import erp_exports
 from assets.ingest import ingest_landing_day
@@ -15,8 +16,10 @@ from assets.usage import daily_usage
 from dagster_project.jobs import (
     approve_job,
     close_job,
+    confirm_day_job,
     deliver_events_job,
     ingest_job,
+    lock_job,
     publish_job,
     reprocess_job,
 )
@@ -32,6 +35,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
         assets=[
             ingest_landing_day,
             daily_usage,
+            landing_calendar,
             billable_usage,
             invoice_lines,
             revenue_schedule,
@@ -40,12 +44,15 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             erp_exports,
             business_events,
             erp_publication,
+            close_record,
         ],
         jobs=[
             ingest_job,
             close_job,
             approve_job,
             publish_job,
+            lock_job,
+            confirm_day_job,
             deliver_events_job,
             reprocess_job,
         ],

@@ -1,11 +1,19 @@
-"""Jobs: what the schedules, sensors and the CLI launch."""
+"""Jobs: what the schedules, sensors, the UI and the CLI launch — one per step of a close.
+
+Each step's rule lives in ``lifecycle.rules``; the ops here gather the month's facts, ask
+the rule, act, and record the transition. A refused step ends the run without failing it:
+it says why in one line (in the log and as the run's ``meterclose/refused`` tag).
+"""
+
+from datetime import date
 
 import dagster as dg
 
+from assets.close import refuse
 from dagster_project.partitions import close_monthly_partition, usage_daily_partition
-from resources.approval import approve_journals
+from dagster_project.settings import SettingsResource
+from lifecycle import transitions
 from resources.control_db import ControlDbResource
-from resources.warehouse import WarehouseResource
 from resources.webhook import WebhookResource
 
 ingest_job = dg.define_asset_job(
@@ -17,14 +25,14 @@ ingest_job = dg.define_asset_job(
 
 close_job = dg.define_asset_job(
     "close_job",
-    selection=dg.AssetSelection.groups("billing", "close", "publish"),
+    selection=dg.AssetSelection.groups("billing", "close"),
     partitions_def=close_monthly_partition,
     description=(
-        "Close a month: rate its usage under the contract terms in force (billable_usage), "
-        "issue its invoices and credit memos (invoice_lines, prepaid_balances), schedule "
-        "revenue (revenue_schedule), book balanced journals (journal_lines), reconcile, "
-        "write the import files, and end by publishing the approved journals to the ERP "
-        "(erp_publication); each step gated by the blocking checks of the one before."
+        "Close a month (prepared_by in the landing_calendar config): check its landing "
+        "calendar is complete, rate its usage (billable_usage), issue invoices and credit "
+        "memos, schedule revenue, book balanced journals, reconcile and write the import "
+        "files; each step gated by the blocking checks of the one before. Approve, publish "
+        "and lock are their own jobs."
     ),
 )
 
@@ -39,38 +47,51 @@ publish_job = dg.define_asset_job(
 )
 
 
-class ReprocessConfig(dg.Config):  # type: ignore[misc]
-    """What to restate, why, and who asks."""
+def _refused(context: dg.OpExecutionContext, exc: transitions.Refused) -> None:
+    refuse(context, str(exc))
 
-    period: str
+
+class ReprocessConfig(dg.Config):  # type: ignore[misc]
+    """Why the month is restated, and who asks."""
+
     reason: str
     requested_by: str
 
 
 @dg.op(description="Record a controller's request to restate a locked month.")
 def request_reprocessing(
-    context: dg.OpExecutionContext, config: ReprocessConfig, control_db: ControlDbResource
+    context: dg.OpExecutionContext,
+    config: ReprocessConfig,
+    control_db: ControlDbResource,
+    settings: SettingsResource,
 ) -> str:
+    period = context.partition_key
     db = control_db.get()
     try:
-        db.migrate()
-        booked_in = db.request_reprocess(config.period, config.requested_by, config.reason)
+        booked_in = transitions.request_reprocess(
+            settings.get(), db, period, config.requested_by, config.reason, context.run_id
+        )
+    except transitions.Refused as exc:
+        _refused(context, exc)
+        return ""
     finally:
         db.dispose()
     context.log.info(
-        f"{config.period} will be restated when {booked_in} is closed (run close_job for "
-        f"partition {booked_in}-01); the difference is booked there as prior-period "
-        "adjustments, and the locked month is not rewritten"
+        f"{period} will be restated when {booked_in} (the open period) is closed: run "
+        f"close_job for partition {booked_in}; the difference is booked there as "
+        "prior-period adjustments, and the locked month is not rewritten"
     )
     return booked_in
 
 
 @dg.job(
+    partitions_def=close_monthly_partition,
     description=(
-        "Reprocess a locked month: record the request (period, reason, requested_by in the "
-        "launchpad config); the next close of the open period restates the month and books "
-        "the difference there. A locked month's own partitions are never rewritten."
-    )
+        "Reprocess a locked month (pick it in the partition picker; reason and requested_by "
+        "in the launchpad config): the next close of the open period restates it under the "
+        "reference data it was locked with and books the difference there. A locked "
+        "month's own partitions are never rewritten."
+    ),
 )
 def reprocess_job() -> None:
     request_reprocessing()
@@ -95,6 +116,9 @@ def deliver_business_events(
     db = control_db.get()
     try:
         report = webhook.deliver(db, period=config.period or None)
+    except ValueError as exc:  # a missing signing secret: a configuration fix, not a retry
+        refuse(context, str(exc))
+        return
     finally:
         db.dispose()
     context.log.info(report.summary())
@@ -117,9 +141,8 @@ def deliver_events_job() -> None:
 
 
 class ApprovalConfig(dg.Config):  # type: ignore[misc]
-    """Whose approval, of which month, for which entities (none listed: all of them)."""
+    """Whose approval, for which entities (none listed: all of them)."""
 
-    period: str
     approved_by: str
     entities: list[str] | None = None
 
@@ -129,28 +152,122 @@ def approve_period_journals(
     context: dg.OpExecutionContext,
     config: ApprovalConfig,
     control_db: ControlDbResource,
-    warehouse: WarehouseResource,
+    settings: SettingsResource,
 ) -> list[str]:
+    period = context.partition_key
     db = control_db.get()
     try:
-        chosen = approve_journals(
-            warehouse.get().root, db, config.period, config.entities, config.approved_by
+        chosen = transitions.approve(
+            settings.get(), db, period, config.entities, config.approved_by, context.run_id
         )
+    except transitions.Refused as exc:
+        _refused(context, exc)
+        return []
     finally:
         db.dispose()
     context.log.info(
-        f"{config.period} journals approved by {config.approved_by} for {', '.join(chosen)}; "
-        f"publish them with publish_job (partition {config.period}-01)"
+        f"{period} journals approved by {config.approved_by} for {', '.join(chosen)}; "
+        f"publish them with publish_job (partition {period}), then lock it with lock_job"
     )
     return chosen
 
 
 @dg.job(
+    partitions_def=close_monthly_partition,
     description=(
-        "Approve a closed month's journals (period, approved_by and optionally entities in "
-        "the launchpad config): only approved journals are published to the ERP, and the "
-        "approval holds only while the journals stay as they were approved."
-    )
+        "Approve a closed month's journals (approved_by, and optionally entities, in the "
+        "launchpad config; the approver must not be the preparer): only approved journals "
+        "are published, and an approval holds only while the journals stay as approved."
+    ),
 )
 def approve_job() -> None:
     approve_period_journals()
+
+
+class LockConfig(dg.Config):  # type: ignore[misc]
+    """Who locks the month."""
+
+    locked_by: str
+
+
+@dg.op(description="Lock a closed, approved and published month for good.")
+def lock_period(
+    context: dg.OpExecutionContext,
+    config: LockConfig,
+    control_db: ControlDbResource,
+    settings: SettingsResource,
+) -> str:
+    period = context.partition_key
+    db = control_db.get()
+    try:
+        lock = transitions.lock(settings.get(), db, period, config.locked_by, context.run_id)
+    except transitions.Refused as exc:
+        _refused(context, exc)
+        return ""
+    finally:
+        db.dispose()
+    context.log.info(
+        f"{period} locked by {lock.locked_by}; reference data kept in {lock.snapshot_path}"
+    )
+    return lock.snapshot_path
+
+
+@dg.job(
+    partitions_def=close_monthly_partition,
+    description=(
+        "Lock a month (locked_by in the launchpad config) once its journals are approved as "
+        "they stand, its reconciliation has no unexplained variance and the ERP confirmed "
+        "every document; keeps a snapshot of the reference data it was closed with."
+    ),
+)
+def lock_job() -> None:
+    lock_period()
+
+
+class ConfirmDayConfig(dg.Config):  # type: ignore[misc]
+    """The landing day a controller confirms complete as it stands, why, and who."""
+
+    day: str
+    reason: str
+    confirmed_by: str
+
+
+@dg.op(description="Record a controller's confirmation that a landing day is complete.")
+def confirm_landing_day(
+    context: dg.OpExecutionContext,
+    config: ConfirmDayConfig,
+    control_db: ControlDbResource,
+    settings: SettingsResource,
+) -> str:
+    try:
+        day = date.fromisoformat(config.day)
+    except ValueError:
+        refuse(context, f"day {config.day!r}: expected a landing day as YYYY-MM-DD")
+        return ""
+    db = control_db.get()
+    try:
+        found = transitions.confirm_day(
+            settings.get(), db, day, config.reason, config.confirmed_by, context.run_id
+        )
+    except transitions.Refused as exc:
+        _refused(context, exc)
+        return ""
+    finally:
+        db.dispose()
+    context.log.info(
+        f"landing day {day} ({found.status}) confirmed complete as it stands by "
+        f"{config.confirmed_by}: {config.reason}"
+    )
+    return found.status
+
+
+@dg.job(
+    description=(
+        "Confirm a landing day complete as it stands (day, reason and confirmed_by in the "
+        "launchpad config): a day with no files, or a known partial day, or one whose "
+        "quarantine rate is above the error threshold. Shown in the month's reconciliation "
+        "and exceptions."
+    )
+)
+def confirm_day_job() -> None:
+    confirm_landing_day()

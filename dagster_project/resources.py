@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dagster_project.settings import Settings, load_settings
+from dagster_project.settings import Settings, SettingsResource, load_settings
 from resources.control_db import ControlDbResource
 from resources.erp.resource import ErpResource
 from resources.landing import IngestRulesResource, LandingResource
@@ -33,4 +33,5 @@ def build_resources(settings: Settings | None = None) -> dict[str, object]:
             batch_size=settings.erp_batch_size,
         ),
         "webhook": WebhookResource(endpoint=settings.webhook_url),
+        "settings": SettingsResource.of(settings),
     }

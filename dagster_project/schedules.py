@@ -1,11 +1,12 @@
 """Schedules: nightly ingest of the landing day that just ended; the month-end close."""
 
-import os
 from datetime import timedelta
 
 import dagster as dg
 
 from dagster_project.jobs import close_job, ingest_job
+from dagster_project.settings import load_settings
+from rating.periods import period_of, previous_period
 
 
 # 02:00 UTC: yesterday's landing day is complete and most late uploads of the night are in.
@@ -22,15 +23,8 @@ def nightly_ingest_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequ
     return dg.RunRequest(run_key=f"nightly:{yesterday}", partition_key=yesterday)
 
 
-def _close_day() -> int:
-    """METERCLOSE_CLOSE_DAY: the day of the month the previous month is closed (1–28)."""
-    raw = os.environ.get("METERCLOSE_CLOSE_DAY") or "5"
-    if not raw.isdigit() or not 1 <= int(raw) <= 28:
-        raise ValueError(f"environment variable METERCLOSE_CLOSE_DAY={raw!r}: expected 1 to 28")
-    return int(raw)
-
-
-CLOSE_DAY = _close_day()
+_settings = load_settings()
+CLOSE_DAY = _settings.close_day
 
 
 # After a grace window for late data (the first days of the month), the previous month is
@@ -47,6 +41,12 @@ CLOSE_DAY = _close_day()
     ),
 )
 def month_end_close_schedule(context: dg.ScheduleEvaluationContext) -> dg.RunRequest:
-    first_of_this_month = context.scheduled_execution_time.date().replace(day=1)
-    previous = (first_of_this_month - timedelta(days=1)).replace(day=1).isoformat()
-    return dg.RunRequest(run_key=f"close:{previous}", partition_key=previous)
+    previous = previous_period(period_of(context.scheduled_execution_time.date()))
+    # The schedule prepares the close under a configured system name, so a person can
+    # approve it (segregation of duties); an incomplete month is refused by its first step.
+    preparer = {"prepared_by": _settings.schedule_preparer}
+    return dg.RunRequest(
+        run_key=f"close:{previous}",
+        partition_key=previous,
+        run_config={"ops": {"landing_calendar": {"config": preparer}}},
+    )

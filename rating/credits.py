@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from datetime import date, timedelta
 from decimal import Decimal
 from typing import Any
 
@@ -18,6 +17,7 @@ import pyarrow as pa
 from rating.contracts import Contract
 from rating.currency import minor_units
 from rating.errors import ReferenceDataError
+from rating.periods import month_bounds
 from rating.plans import Plan, to_decimal
 
 CREDIT_COLUMNS = (
@@ -42,12 +42,6 @@ CREDIT_SCHEMA = pa.schema(
         ("reason", pa.string()),
     ]
 )
-
-
-def _month(period: str) -> tuple[date, date]:
-    first = date.fromisoformat(f"{period}-01")
-    following = (first.replace(day=28) + timedelta(days=4)).replace(day=1)
-    return first, following - timedelta(days=1)
 
 
 def parse_credits(
@@ -80,7 +74,7 @@ def parse_credits(
         period = str(record["period"])
         if not _PERIOD.match(period):
             raise ReferenceDataError(origin, f"{where}.period", period, "expected YYYY-MM")
-        first, last = _month(period)
+        first, last = month_bounds(period)
         last_day = contract.last_day
         if contract.start_date > last or (last_day is not None and last_day < first):
             raise ReferenceDataError(

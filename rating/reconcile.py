@@ -450,3 +450,57 @@ def close_controls(
         _EXCEPTIONS, params={"period": period, "month_end": month_end}
     ).to_arrow_table()
     return reconciliation.cast(RECONCILIATION_SCHEMA), exceptions.cast(EXCEPTION_SCHEMA)
+
+
+def landing_calendar_controls(period: str, calendar: pa.Table) -> tuple[pa.Table, pa.Table]:
+    """The month's landing calendar as a control and its confirmations as exceptions.
+
+    ``calendar``: one row per landing day of the month's calendar (``landing_calendar``:
+    landing_day, status, confirmed_by, confirmed_at, confirmation_reason). Expected: every
+    day; actual: the days ingested; the variance is the days a controller confirmed complete
+    as they stood (no files, or too many lines quarantined), each named with who, when, why.
+    """
+    con = duckdb.connect()
+    con.register("lc", calendar)
+    params = {"period": period}
+    control = con.sql(
+        """
+        WITH confirmed AS (
+            SELECT string_agg(landing_day || ' (' || status || ') confirmed by '
+                || confirmed_by || ' at ' || confirmed_at || ': ' || confirmation_reason,
+                '; ' ORDER BY landing_day) AS text, count(*) AS n
+            FROM lc WHERE confirmed_by IS NOT NULL AND status <> 'ingested'
+        )
+        SELECT $period AS period, '*' AS entity_id, '' AS currency,
+            'landing_days_complete' AS control, 'days' AS unit,
+            CAST((SELECT count(*) FROM lc) AS DECIMAL(38,12)) AS expected,
+            CAST((SELECT count(*) FROM lc WHERE status = 'ingested') AS DECIMAL(38,12)) AS actual,
+            CAST(n AS DECIMAL(38,12)) AS variance, CAST(n AS DECIMAL(38,12)) AS explained,
+            CASE WHEN n = 0 THEN 'tied' ELSE 'explained' END AS status,
+            CASE WHEN n = 0 THEN 'every landing day of the calendar ingested'
+                 ELSE text END AS explanation
+        FROM confirmed
+        """,
+        params=params,
+    ).to_arrow_table()
+    exceptions = con.sql(
+        """
+        SELECT 'EX-' || $period || '-' || substr(md5('landing_day_confirmed|' || landing_day),
+                1, 12) AS exception_id,
+            $period AS period, 'landing_day_confirmed' AS kind,
+            CASE WHEN status = 'missing' THEN 'medium' ELSE 'low' END AS severity,
+            NULL AS entity_id, NULL AS contract_id, NULL AS customer_id,
+            'landing day ' || landing_day || ' (' || status || ') confirmed complete as it '
+                || 'stood by ' || confirmed_by || ' at ' || confirmed_at || ': '
+                || confirmation_reason AS reason,
+            'None unless its files arrive: they would be billed late, in the open period'
+                AS action,
+            CAST(1 AS BIGINT) AS count, CAST(NULL AS DECIMAL(38,12)) AS amount,
+            NULL AS currency, 'resolved' AS status
+        FROM lc WHERE confirmed_by IS NOT NULL AND status <> 'ingested'
+        ORDER BY landing_day
+        """,
+        params=params,
+    ).to_arrow_table()
+    con.close()
+    return control.cast(RECONCILIATION_SCHEMA), exceptions.cast(EXCEPTION_SCHEMA)

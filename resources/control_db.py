@@ -9,7 +9,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +17,8 @@ import dagster as dg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
+
+from rating.periods import next_period
 
 metadata = sa.MetaData()
 
@@ -150,7 +152,62 @@ erp_publication = sa.Table(
     sa.Column("confirmed_at", sa.DateTime(timezone=True)),
 )
 
+# A controller's word that a landing day is complete as it stands (no files, or a known
+# partial day, or a quarantine rate above the error threshold): who, when and why.
+landing_confirmation = sa.Table(
+    "landing_confirmation",
+    metadata,
+    sa.Column("received_date", sa.Date, primary_key=True),
+    sa.Column("confirmed_by", sa.String(128), nullable=False),
+    sa.Column("confirmed_at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("reason", sa.String(1024), nullable=False),
+    # What the day looked like when it was confirmed (missing, quarantine_high).
+    sa.Column("status_confirmed", sa.String(32), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+)
+
+# Every transition of a month (or month × entity): the month's state is read from here,
+# never inferred from which files exist. entity_id '' covers the whole month.
+period_transition = sa.Table(
+    "period_transition",
+    metadata,
+    sa.Column("transition_id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("period", sa.String(7), nullable=False),
+    sa.Column("entity_id", sa.String(64), nullable=False),
+    sa.Column("transition", sa.String(32), nullable=False),
+    sa.Column("actor", sa.String(128), nullable=False),
+    sa.Column("at", sa.DateTime(timezone=True), nullable=False),
+    sa.Column("run_id", sa.String(64)),
+    sa.Column("digest", sa.String(64)),
+    sa.Column("detail", sa.String(1024)),
+)
+
 _MIGRATIONS = Path(__file__).parent / "migrations"
+# URLs this process has migrated: the schema is brought up to date once, at start-up (the
+# first use), not on every sensor tick or step.
+_MIGRATED: set[str] = set()
+
+
+@dataclass(frozen=True)
+class Confirmation:
+    received_date: date
+    confirmed_by: str
+    confirmed_at: datetime
+    reason: str
+    status_confirmed: str
+    run_id: str | None
+
+
+@dataclass(frozen=True)
+class Transition:
+    period: str
+    entity_id: str
+    transition: str
+    actor: str
+    at: datetime
+    run_id: str | None
+    digest: str | None
+    detail: str | None
 
 
 @dataclass(frozen=True)
@@ -220,11 +277,16 @@ class ControlDb:
             sa.event.listen(self.engine, "connect", _sqlite_pragmas)
 
     def migrate(self) -> None:
+        """Bring the schema up to date, once per process and database."""
+        if self.url in _MIGRATED:
+            return
         config = Config()
         config.set_main_option("script_location", str(_MIGRATIONS))
         with self.engine.begin() as connection:
             config.attributes["connection"] = connection
             command.upgrade(config, "head")
+        if self.engine.url.database not in (None, "", ":memory:"):
+            _MIGRATED.add(self.url)
 
     def mark_writing(self, received_date: date, run_id: str | None) -> None:
         """Flag a day whose tables are about to be replaced (see ``ingest_day.status``)."""
@@ -388,10 +450,10 @@ class ControlDb:
         locked = [lock.period for lock in self.locks()]
         if not locked:
             return None
-        month = date.fromisoformat(f"{locked[0]}-01")
-        while month.strftime("%Y-%m") in locked:
-            month = (month.replace(day=28) + timedelta(days=4)).replace(day=1)
-        return month.strftime("%Y-%m")
+        month = locked[0]
+        while month in locked:
+            month = next_period(month)
+        return month
 
     def record_lock(
         self, period: str, locked_by: str, run_id: str, reference_digest: str, snapshot_path: str
@@ -569,6 +631,72 @@ class ControlDb:
         if new:
             conn.execute(event_outbox.insert(), new)
         return changed + len(new)
+
+    def confirm_day(
+        self, received_date: date, confirmed_by: str, reason: str, status: str, run_id: str | None
+    ) -> Confirmation:
+        """Record (or renew) a controller's confirmation that a landing day is complete."""
+        row = {
+            "received_date": received_date,
+            "confirmed_by": confirmed_by,
+            "confirmed_at": datetime.now(UTC),
+            "reason": reason,
+            "status_confirmed": status,
+            "run_id": run_id,
+        }
+        with self.engine.begin() as conn:
+            conn.execute(
+                landing_confirmation.delete().where(
+                    landing_confirmation.c.received_date == received_date
+                )
+            )
+            conn.execute(landing_confirmation.insert().values(**row))
+        return Confirmation(**row)
+
+    def confirmations(self, first: date, last: date) -> dict[date, Confirmation]:
+        query = sa.select(landing_confirmation).where(
+            landing_confirmation.c.received_date.between(first, last)
+        )
+        with self.engine.connect() as conn:
+            return {
+                row["received_date"]: Confirmation(**row) for row in conn.execute(query).mappings()
+            }
+
+    def record_transition(
+        self,
+        period: str,
+        transition: str,
+        actor: str,
+        run_id: str | None,
+        *,
+        entity_id: str = "",
+        digest: str | None = None,
+        detail: str | None = None,
+    ) -> None:
+        with self.engine.begin() as conn:
+            conn.execute(
+                period_transition.insert().values(
+                    period=period,
+                    entity_id=entity_id,
+                    transition=transition,
+                    actor=actor,
+                    at=datetime.now(UTC),
+                    run_id=run_id,
+                    digest=digest,
+                    detail=detail,
+                )
+            )
+
+    def transitions(self, period: str | None = None) -> list[Transition]:
+        """A month's transitions (every month's with None), oldest first."""
+        query = sa.select(period_transition).order_by(period_transition.c.transition_id)
+        if period is not None:
+            query = query.where(period_transition.c.period == period)
+        with self.engine.connect() as conn:
+            return [
+                Transition(**{k: v for k, v in row.items() if k != "transition_id"})
+                for row in conn.execute(query).mappings()
+            ]
 
     def outbox(self, period: str | None = None) -> list[dict[str, Any]]:
         query = sa.select(event_outbox).order_by(event_outbox.c.event_id)

@@ -4,15 +4,22 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 from collections.abc import Callable, Iterator
 from datetime import date
 from pathlib import Path
 
 import pytest
 
-from dagster_project.resources import build_resources
-from dagster_project.settings import Settings
-from tests import tryton
+# Tests set the product's clock (and where partitions start) before anything defines the
+# partitions, so no test depends on the real date.
+TODAY = "2026-12-06"
+os.environ["METERCLOSE_TODAY"] = TODAY
+os.environ["METERCLOSE_FIRST_DAY"] = "2026-01-01"
+
+from dagster_project.resources import build_resources  # noqa: E402
+from dagster_project.settings import Settings  # noqa: E402
+from tests import tryton  # noqa: E402
 
 METERS_YAML = """
 meters:
@@ -139,3 +146,24 @@ def tryton_erp() -> Iterator[tryton.TrytonServer]:
         pytest.skip("needs PostgreSQL 15 binaries and trytond")
     with tryton.tryton_server() as server:
         yield server
+
+
+def confirm_calendar(settings: Settings, period: str, by: str = "test-controller") -> list[date]:
+    """Confirm every landing day of the month's calendar that has no files, as a controller
+    would for a test's hand-written landing days; returns the days confirmed."""
+    from lifecycle import facts, rules
+    from resources.control_db import ControlDb
+
+    db = ControlDb(settings.control_db_url)
+    db.migrate()
+    try:
+        missing = [
+            d.day
+            for d in facts.calendar_days(settings, db, period, set())
+            if d.status == rules.MISSING and d.confirmed_by is None
+        ]
+        for day in missing:
+            db.confirm_day(day, by, "test: only hand-written landing days", rules.MISSING, None)
+    finally:
+        db.dispose()
+    return missing

@@ -119,10 +119,35 @@ def calls_arriving(land: object, resources: dict[str, object]) -> Callable[..., 
     return arrive
 
 
+PREPARER = "preparer"
+
+
 def close(resources: dict[str, object], period: str) -> dg.ExecuteInProcessResult:
+    """The close as close_job runs it: the landing calendar's gate, the steps, the record."""
+    from assets.close import close_record, landing_calendar
+    from tests.conftest import confirm_calendar
+
+    settings = resources["settings"].get()  # type: ignore[attr-defined]
+    confirm_calendar(settings, period)
     return dg.materialize(
-        ASSETS, partition_key=f"{period}-01", resources=resources, raise_on_error=False
+        [landing_calendar, *ASSETS, close_record],
+        partition_key=period,
+        resources=resources,
+        raise_on_error=False,
+        run_config={"ops": {"landing_calendar": {"config": {"prepared_by": PREPARER}}}},
     )
+
+
+def close_month(settings: object, period: str, locked_by: str | None) -> None:
+    """Close a month through the CLI's jobs; with ``locked_by``, approve and lock it too."""
+    from dagster_project import cli
+    from tests.conftest import confirm_calendar
+
+    confirm_calendar(settings, period)  # type: ignore[arg-type]
+    cli.run_close(settings, period, PREPARER)  # type: ignore[arg-type]
+    if locked_by is not None:
+        cli.approve_period(settings, period, None, locked_by)  # type: ignore[arg-type]
+        cli.lock_period(settings, period, locked_by)  # type: ignore[arg-type]
 
 
 def test_journals_balance_accrue_reverse_and_keep_historical_rates(
@@ -191,8 +216,15 @@ def test_journals_balance_accrue_reverse_and_keep_historical_rates(
     assert usage_lines["line_id"].null_count() == 0
     assert lines["correlation_id"].null_count() == 0
 
-    # Every control ties: nothing landed, so there is nothing to explain either.
+    # Every control ties: nothing landed, so there is nothing to explain either — but the
+    # landing calendar, whose empty days a controller confirmed, naming each.
     controls = pl.read_parquet(warehouse / "reconciliation" / "*.parquet")
+    calendar = controls.filter(pl.col("control") == "landing_days_complete")
+    assert calendar.select("period", "expected", "actual", "variance", "status").rows() == [
+        ("2026-09", 34, 0, 34, "explained"),
+        ("2026-10", 35, 0, 35, "explained"),
+    ]
+    controls = controls.filter(pl.col("control") != "landing_days_complete")
     assert set(controls["status"]) == {"tied"}
     roll = controls.filter(
         (pl.col("control") == "deferred_revenue_roll_forward")
@@ -424,7 +456,7 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     from resources.control_db import ControlDb, PeriodLockedError
 
     books(data_dir)
-    cli.run_close(settings, ["2026-09"], "alice")  # type: ignore[arg-type]
+    close_month(settings, "2026-09", "alice")
     db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
     lock = db.lock("2026-09")
     assert lock is not None and lock.locked_by == "alice"
@@ -442,15 +474,15 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     invoices = data_dir / "warehouse" / "invoice_lines" / "2026-09.parquet"
     before = invoices.read_bytes()
     with pytest.raises(Exception, match=r"period 2026-09 is locked: closed by alice"):
-        dg.materialize(ASSETS, partition_key="2026-09-01", resources=resources)
+        dg.materialize(ASSETS, partition_key="2026-09", resources=resources)
     assert invoices.read_bytes() == before
-    cli.run_close(settings, ["2026-09"], "bob")  # type: ignore[arg-type]
-    assert "2026-09 is closed: locked by alice" in capsys.readouterr().out  # type: ignore[attr-defined]
+    with pytest.raises(SystemExit, match=r"2026-09 is locked \(by alice at .*reprocess_job"):
+        close_month(settings, "2026-09", "bob")
     assert invoices.read_bytes() == before
     with pytest.raises(PeriodLockedError, match=r"the open period is 2026-10"):
         db.record_lock("2026-11", "carol", "run", "digest", "path")
     # Closed by the schedule (no lock), reviewed, then locked by a controller.
-    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    close_month(settings, "2026-10", None)
     assert db.open_period() == "2026-10"
     lock = ["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]
     with pytest.raises(SystemExit, match=r"journals of EU01, US01 are not approved"):
@@ -486,7 +518,7 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
 
     # Three API calls of C-3 in September: 5.00 flat + 3 × 1.00 = 8.00.
     arrive(date(2026, 9, 3), "a", 3, "2026-09-03T10:00:00Z")
-    cli.run_close(settings, ["2026-09"], "alice")  # type: ignore[arg-type]
+    close_month(settings, "2026-09", "alice")
     invoices = data_dir / "warehouse" / "invoice_lines"
     september = pl.read_parquet(invoices / "2026-09.parquet")
     original = september.filter(
@@ -497,9 +529,9 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
 
     # Two more September calls land on October 2nd, after September is locked.
     arrive(date(2026, 10, 2), "late", 2, "2026-09-29T10:00:00Z")
-    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    close_month(settings, "2026-10", None)
     first_run = (invoices / "2026-10.parquet").read_bytes()
-    cli.run_close(settings, ["2026-10"], None)  # type: ignore[arg-type]
+    close_month(settings, "2026-10", None)
     assert (invoices / "2026-10.parquet").read_bytes() == first_run  # reruns book it once
     october = pl.read_parquet(invoices / "2026-10.parquet")
     adjustment = october.filter(pl.col("kind") == "prior_period_adjustment")
@@ -531,7 +563,7 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
     assert db.request_reprocess("2026-09", "carol", "credit granted late") == "2026-10"
     assert db.reprocessing("2026-10") == ["2026-09"]
     cli.approve_period(settings, "2026-10", None, "bob")  # type: ignore[arg-type]
-    cli.lock_period(settings, "2026-10", "bob", "run-1")  # type: ignore[arg-type]
+    cli.lock_period(settings, "2026-10", "bob")  # type: ignore[arg-type]
     assert db.reprocessing("2026-10") == ["2026-09"]  # October's own rerun would book it
     assert db.reprocessing("2026-11") == []
     db.dispose()
@@ -579,6 +611,7 @@ def test_prepaid_credit_sold_in_the_month_reconciles(
     )
     assert close(resources, "2026-09").success
     controls = pl.read_parquet(data_dir / "warehouse" / "reconciliation" / "2026-09.parquet")
+    controls = controls.filter(pl.col("control") != "landing_days_complete")
     assert set(controls["status"]) == {"tied"}
     by_control = {r["control"]: r["actual"] for r in controls.iter_rows(named=True)}
     assert by_control["prepaid_sold_journalised"] == D("1000")
@@ -592,16 +625,16 @@ def test_an_adjusted_month_restated_again_adds_nothing(
     land: object,
     dagster_home: Path,
 ) -> None:
-    from dagster_project import cli
 
     books(data_dir, [contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-08-01")])
 
     arrive = calls_arriving(land, resources)
 
     arrive(date(2026, 8, 3), "a", 3, "2026-08-03T10:00:00Z")
-    cli.run_close(settings, ["2026-08"], "alice")  # type: ignore[arg-type]
+    close_month(settings, "2026-08", "alice")
     arrive(date(2026, 9, 2), "late", 2, "2026-08-29T10:00:00Z")
-    cli.run_close(settings, ["2026-09", "2026-10"], "alice")  # type: ignore[arg-type]
+    close_month(settings, "2026-09", "alice")
+    close_month(settings, "2026-10", "alice")
     invoices = pl.read_parquet(data_dir / "warehouse" / "invoice_lines" / "*.parquet")
     adjustments = invoices.filter(pl.col("kind") == "prior_period_adjustment")
     # August's two late calls, billed once, in September; October, which restates both
@@ -620,14 +653,28 @@ def test_the_approve_job_records_the_approver_from_its_launchpad_config(
     books(data_dir)
     assert close(resources, "2026-09").success
 
-    def run(**config: object) -> dg.ExecuteInProcessResult:
+    instance = dg.DagsterInstance.ephemeral()
+
+    def run(period: str, **config: object) -> dg.ExecuteInProcessResult:
         return approve_job.execute_in_process(
             run_config={"ops": {"approve_period_journals": {"config": config}}},
             resources=resources,
+            partition_key=period,
+            instance=instance,
             raise_on_error=False,
         )
 
-    result = run(period="2026-09", approved_by="frank", entities=["US01"])
+    def refusal(result: dg.ExecuteInProcessResult) -> str:
+        # A refusal ends the run without failing it, and says why as a run tag.
+        assert result.success
+        run = instance.get_run_by_id(result.run_id)
+        assert run is not None
+        return run.tags["meterclose/refused"]
+
+    assert "cannot also approve it (segregation of duties)" in refusal(
+        run("2026-09", approved_by=PREPARER)
+    )
+    result = run("2026-09", approved_by="frank", entities=["US01"])
     assert result.success
     assert result.output_for_node("approve_period_journals") == ["US01"]
     db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
@@ -636,9 +683,9 @@ def test_the_approve_job_records_the_approver_from_its_launchpad_config(
     events = [e for e in db.outbox("2026-09") if e["event_type"] == "RevenueJournalApproved"]
     assert [json.loads(e["payload"])["data"]["entity_id"] for e in events] == ["US01"]
 
-    refused = run(period="2026-09", approved_by="frank", entities=["XX99"])
-    assert not refused.success
-    failure = next(e for e in refused.all_events if e.is_failure)
-    assert "2026-09 has no journals for entity XX99" in str(failure.event_specific_data)
-    assert not run(period="2026-10", approved_by="frank").success  # not closed
+    refused = run("2026-09", approved_by="frank", entities=["XX99"])
+    assert refusal(refused) == "2026-09 has no journals for entity XX99"
+    assert refusal(run("2026-10", approved_by="frank")).startswith(
+        "2026-10 has not been closed, so there is nothing to approve"
+    )
     db.dispose()

@@ -39,6 +39,8 @@ def db(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[ControlDb]:
             "journal_approval",
             "reprocess_request",
             "period_lock",
+            "landing_confirmation",
+            "period_transition",
         ):
             conn.execute(sa.text(f"DELETE FROM {table}"))
     control.dispose()
@@ -74,7 +76,7 @@ def test_migrations_are_idempotent_and_reruns_replace_a_days_record(db: ControlD
         batches = conn.execute(sa.text("SELECT count(*) FROM ingest_batch")).scalar()
         version = conn.execute(sa.text("SELECT version_num FROM alembic_version")).scalar()
     assert batches == 2
-    assert version == "0004"
+    assert version == "0005"
 
 
 def event(event_id: str, payload: str) -> dict[str, object]:

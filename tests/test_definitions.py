@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import dagster as dg
-import pytest
 
 from checks import names
 from dagster_project.definitions import defs
@@ -103,7 +102,10 @@ def test_month_end_close_schedule_targets_the_previous_month() -> None:
         repository_def=defs.get_repository_def(),
     )
     requests = schedule.evaluate_tick(context).run_requests or []
-    assert [r.partition_key for r in requests] == ["2026-10-01"]
+    assert [r.partition_key for r in requests] == ["2026-10"]
+    assert requests[0].run_config == {
+        "ops": {"landing_calendar": {"config": {"prepared_by": "meterclose-schedule"}}}
+    }
 
 
 def test_reprocess_job_records_the_request(tmp_path: object) -> None:
@@ -125,14 +127,22 @@ def test_reprocess_job_records_the_request(tmp_path: object) -> None:
     db.migrate()
     db.record_lock("2026-09", "alice", "run-1", "digest", "snapshot")
     job = build_definitions(settings).resolve_job_def("reprocess_job")
-    config = {"period": "2026-09", "reason": "late SLA credit", "requested_by": "carol"}
+    config = {"reason": "late SLA credit", "requested_by": "carol"}
+    instance = dg.DagsterInstance.ephemeral()
+    run_config = {"ops": {"request_reprocessing": {"config": config}}}
+    # The controller picks the month in the partition picker.
     result = job.execute_in_process(
-        run_config={"ops": {"request_reprocessing": {"config": config}}}
+        run_config=run_config, partition_key="2026-09", instance=instance
     )
     assert result.output_for_node("request_reprocessing") == "2026-10"
     assert db.reprocessing("2026-10") == ["2026-09"]
-    # An open month is closed again, not reprocessed.
-    bad = {**config, "period": "2026-10"}
-    with pytest.raises(Exception, match=r"period 2026-10 is not locked"):
-        job.execute_in_process(run_config={"ops": {"request_reprocessing": {"config": bad}}})
+    # An open month is closed again, not reprocessed: refused, not failed, saying so.
+    refused = job.execute_in_process(
+        run_config=run_config, partition_key="2026-10", instance=instance
+    )
+    assert refused.success
+    run = instance.get_run_by_id(refused.run_id)
+    assert run is not None and run.tags["meterclose/refused"].startswith(
+        "2026-10 is not locked: there is nothing to restate; close it again instead"
+    )
     db.dispose()

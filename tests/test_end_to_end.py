@@ -12,7 +12,7 @@ import polars as pl
 import pytest
 
 from assets.ingest import ingest_landing_day
-from dagster_project import cli
+from dagster_project import cli, report
 from dagster_project.resources import build_resources
 from dagster_project.settings import REPO_ROOT, load_settings
 from rating.ingest import meters_table
@@ -60,7 +60,7 @@ def test_generated_months_through_the_ingest_job_match_the_manifest(
     run_ids = cli.run_ingest(settings, days)
     assert len(run_ids) == 3  # September, October, and the days of November late data lands on
 
-    outcome = cli.compare_manifest(settings, days)
+    outcome = report.compare_manifest(settings, days)
     assert outcome.passed, outcome.metadata["first_mismatches"]
     manifest = pl.read_parquet(generated / "manifest" / "lines.parquet")
     faults = set(manifest["fault"].unique())
@@ -150,8 +150,16 @@ def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, cap
     assert (totals["functional_debit"] == totals["functional_credit"]).all()
     assert journals["account"].null_count() == 0
     assert "Reconciliation and exceptions" in out
+    # Two people: one prepares each close, another approves and locks it.
+    assert "closing 2026-09 (prepared by demo-preparer)" in out
     assert "2026-09 locked by meterclose-demo" in out
     assert "2026-10 locked by meterclose-demo" in out
+    # November has five landing days of the 34 its calendar needs: it waits, named.
+    assert (
+        "2026-11 not closed: 2026-11 cannot close: landing day 2026-11-06 … 2026-12-04 "
+        "(29 days) have no landing files" in out
+    )
+    assert "closed, approved and locked: 2026-09, 2026-10; published nothing" in out
     controls = pl.read_parquet(root / "warehouse" / "reconciliation" / "*.parquet")
     assert controls.filter(pl.col("status") == "unexplained").height == 0
     # Quarantined lines and duplicates explain the accepted count, to the line.
@@ -195,14 +203,14 @@ def test_closing_october_before_september_still_accepts_each_event_once(
 ) -> None:
     root = linked_root(tmp_path / "data", generated)
     settings = settings_for(root)
-    # Preliminary closes (--no-lock): a locked October would make September unclosable.
-    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10", "--no-lock"]) == 0
+    # Closes prepare a month and lock nothing, so October can be closed before September.
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-10"]) == 0
     # October's deduplication needs the September days before it: they were ingested too.
     ingested = sorted(p.stem for p in (settings.warehouse_dir / "usage_events").glob("*"))
     assert ingested[0] <= "2026-09-26"
-    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09", "--no-lock"]) == 0
+    assert cli.main(["--data-dir", str(root), "close", "--period", "2026-09"]) == 0
     days = cli._landing_days(settings, None, date(2026, 10, 31))
-    outcome = cli.compare_manifest(settings, days)
+    outcome = report.compare_manifest(settings, days)
     assert outcome.passed, outcome.metadata["first_mismatches"]
     usage = pl.read_parquet(settings.warehouse_dir / "usage_events" / "*.parquet")
     per_event = usage.group_by("source", "event_id").agg(pl.col("received_date").n_unique())
@@ -398,3 +406,88 @@ def test_invoice_totals_equal_an_independent_recomputation(
     assert set(expected_usage) == plain
     for contract_id, expected in expected_usage.items():
         assert totals[f"INV-{contract_id}-20261001-U"] == expected, contract_id
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("today", ["2026-11-15", "2027-03-01", "2031-01-01"])
+def test_the_demo_closes_the_same_months_whatever_the_clock(
+    today: str, tmp_path: Path, generated: Path
+) -> None:
+    """The product's clock (METERCLOSE_TODAY) decides which months can close, in a fresh
+    process as a user runs it: September and October, whatever the date; November waits."""
+    import os
+    import subprocess
+    import sys
+
+    root = linked_root(tmp_path / "data", generated)
+    env = {
+        **os.environ,
+        "METERCLOSE_TODAY": today,
+        "METERCLOSE_FIRST_DAY": "2026-09-01",
+        "DAGSTER_HOME": str(tmp_path / "dagster_home"),
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "dagster_project.cli", "--data-dir", str(root), "demo"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=REPO_ROOT,
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "closed, approved and locked: 2026-09, 2026-10;" in done.stdout
+    waiting = {
+        "2026-11-15": "2026-11 not closed: 2026-11 cannot close yet: its landing calendar runs "
+        "through 2026-12-04 and today is 2026-11-15",
+        "2027-03-01": "2026-11 not closed: 2026-11 cannot close: landing day 2026-11-06 … "
+        "2026-12-04 (29 days) have no landing files",
+    }.get(today, "2026-11 not closed: 2026-11 cannot close: landing day 2026-11-06 …")
+    assert waiting in done.stdout
+    rated = pl.read_parquet(root / "warehouse" / "billable_usage" / "*.parquet")
+    assert sorted(rated["period"].unique()) == ["2026-09", "2026-10"]
+
+
+@pytest.mark.slow
+def test_a_missing_landing_day_stops_the_close_until_a_controller_confirms_it(
+    generated: Path, tmp_path: Path, dagster_home: Path
+) -> None:
+    import shutil
+
+    from resources.control_db import ControlDb
+
+    root = linked_root(tmp_path / "data", generated, ("reference", "manifest"))
+    shutil.copytree(generated / "landing", root / "landing", symlinks=True)
+    shutil.rmtree(root / "landing" / "usage" / "2026-09-15")
+    settings = settings_for(root)
+    close = ["--data-dir", str(root), "close", "--period", "2026-09", "--by", "paula"]
+    with pytest.raises(SystemExit, match=r"landing day 2026-09-15 has no landing files"):
+        cli.main(close)
+    # Refused before anything was rated, invoiced, booked or queued.
+    for table in ("billable_usage", "invoice_lines", "journal_lines", "reconciliation"):
+        assert not (root / "warehouse" / table / "2026-09.parquet").exists(), table
+    db = ControlDb(settings.control_db_url)
+    assert db.outbox("2026-09") == []
+
+    confirm = ["--day", "2026-09-15", "--reason", "feed outage, nothing sent", "--by", "carol"]
+    assert cli.main(["--data-dir", str(root), "confirm-day", *confirm]) == 0
+    assert cli.main(close) == 0
+    controls = pl.read_parquet(root / "warehouse" / "reconciliation" / "2026-09.parquet")
+    calendar = controls.filter(pl.col("control") == "landing_days_complete").row(0, named=True)
+    assert (calendar["expected"], calendar["actual"], calendar["variance"]) == (34, 33, 1)
+    assert calendar["status"] == "explained"
+    assert calendar["explanation"].startswith(
+        "2026-09-15 (missing) confirmed by carol at "
+    ) and calendar["explanation"].endswith(": feed outage, nothing sent")
+    queue = pl.read_parquet(root / "warehouse" / "exceptions" / "2026-09.parquet")
+    confirmed = queue.filter(pl.col("kind") == "landing_day_confirmed")
+    assert confirmed["reason"].str.contains("2026-09-15 \\(missing\\) confirmed").to_list() == [
+        True
+    ]
+
+    # Segregation of duties: the preparer cannot approve; someone else can.
+    approve = ["--data-dir", str(root), "approve", "--period", "2026-09", "--by"]
+    with pytest.raises(SystemExit, match=r"paula prepared the close of 2026-09 and cannot"):
+        cli.main([*approve, "paula"])
+    assert cli.main([*approve, "dave"]) == 0
+    assert set(db.approvals("2026-09")) == {"EU01", "JP01", "UK01", "US01"}
+    db.dispose()

@@ -67,7 +67,7 @@ def closed_month(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "METERCLOSE_ERP": "none",
     }
     (root / "dagster").mkdir()
-    _run(env, "close", "--period", PERIOD, "--no-lock")
+    _run(env, "close", "--period", PERIOD, "--by", "preparer")
     return root
 
 

@@ -484,7 +484,7 @@ def test_invoice_lines_asset_carries_balances_and_passes_its_checks(
     for period in ("2026-08", "2026-09", "2026-10"):
         result = dg.materialize(
             [billable_usage_asset, invoice_asset],
-            partition_key=f"{period}-01",
+            partition_key=period,
             resources=resources,
         )
         assert result.success
@@ -501,7 +501,7 @@ def test_invoice_lines_asset_carries_balances_and_passes_its_checks(
     # A month's opening balance is the last one's closing: a gap is refused, not guessed.
     (warehouse / "prepaid_balances" / "2026-09.parquet").unlink()
     with pytest.raises(Exception, match=r"prepaid_balances for 2026-09 is missing"):
-        dg.materialize([invoice_asset], partition_key="2026-10-01", resources=resources)
+        dg.materialize([invoice_asset], partition_key="2026-10", resources=resources)
 
 
 def test_prepaid_credit_sold_with_a_new_contract_is_invoiced_and_not_paid_by_itself(

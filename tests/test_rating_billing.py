@@ -210,7 +210,7 @@ def test_billable_usage_asset_writes_the_month_and_passes_its_checks(
 ) -> None:
     from assets.billing import billable_usage as billable_usage_asset
 
-    result = dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+    result = dg.materialize([billable_usage_asset], partition_key="2026-09", resources=resources)
     assert all(c.passed for c in result.get_asset_check_evaluations())
     written = pl.read_parquet(data_dir / "warehouse" / "billable_usage" / "2026-09.parquet")
     assert written.drop("breakdown").equals(september.drop("breakdown"))
@@ -225,7 +225,7 @@ def test_billing_refuses_a_month_whose_landing_days_are_not_ingested(
     with pytest.raises(
         Exception, match=r"landing days not ingested, or whose checks failed: 2026-09-25"
     ):
-        dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+        dg.materialize([billable_usage_asset], partition_key="2026-09", resources=resources)
 
 
 def rate(data_dir: Path, plans: list[object], contracts: list[object]) -> pl.DataFrame:
@@ -358,7 +358,7 @@ def test_billing_refuses_a_month_with_a_day_whose_checks_failed(
     with pytest.raises(
         Exception, match="landing days not ingested, or whose checks failed: 2026-09-05"
     ):
-        dg.materialize([billable_usage_asset], partition_key="2026-09-01", resources=resources)
+        dg.materialize([billable_usage_asset], partition_key="2026-09", resources=resources)
 
 
 def test_rating_from_daily_usage_equals_rating_from_events(

@@ -1,0 +1,1 @@
+"""The life of a month: its rules, its facts and its transitions."""
