@@ -18,6 +18,7 @@ def test_assets_and_blocking_checks() -> None:
         "quarantined_events",
         "duplicate_events",
         "daily_usage",
+        "landing_calendar",
         "billable_usage",
         "invoice_lines",
         "prepaid_balances",
@@ -30,6 +31,7 @@ def test_assets_and_blocking_checks() -> None:
         "erp_publication",
         "erp_reconciliation",
         "erp_exceptions",
+        "close_record",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -65,7 +67,12 @@ def test_jobs_schedules_and_sensors() -> None:
     assert billing.partitions_def is not None
     # Invoicing runs after rating, in the same run, gated by its blocking checks.
     steps = {n.name for n in billing.graph.nodes}
+    # The close computes and checks, behind its landing calendar's gate; publishing is
+    # its own job, after approval.
+    assert "erp_publication" not in steps
     assert {
+        "landing_calendar",
+        "close_record",
         "billable_usage",
         "invoice_lines",
         "revenue_schedule",
@@ -79,6 +86,9 @@ def test_jobs_schedules_and_sensors() -> None:
         "nightly_ingest_schedule",
         "month_end_close_schedule",
     }
+    for job in ("approve_job", "lock_job", "reprocess_job"):
+        assert defs.resolve_job_def(job).partitions_def is not None, job
+    assert defs.resolve_job_def("confirm_day_job").partitions_def is None
     sensors = {s.name for s in defs.sensors or []}
     assert sensors == {"landing_files_sensor", "stale_dedup_window_sensor"}
 
