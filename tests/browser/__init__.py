@@ -1,0 +1,1 @@
+"""Browser tests: the Dagster UI of this project, driven in Chromium by Playwright."""
