@@ -10,8 +10,8 @@ import sqlalchemy as sa
 
 from dagster_project.settings import Settings
 from lifecycle import rules
-from rating.erp import entity_digests
 from rating.periods import landing_calendar, landing_cutoff
+from resources.approval import approved_entities, journal_digests
 from resources.control_db import ControlDb, DayRecord, erp_publication
 from resources.landing import Landing
 
@@ -102,15 +102,9 @@ def month_facts(
     lock = db.lock(period)
     prepared = [t for t in db.transitions(period) if t.transition == PREPARED]
     journals = settings.warehouse_dir / "journal_lines" / f"{period}.parquet"
-    digests = entity_digests(pl.read_parquet(journals)) if journals.exists() else {}
+    digests = journal_digests(settings.warehouse_dir, period) if journals.exists() else {}
     approvals = db.approvals(period)
-    approved = tuple(
-        sorted(
-            entity
-            for entity, (digest, _, _) in digests.items()
-            if approvals.get(entity, {}).get("journals_digest") == digest
-        )
-    )
+    approved = tuple(sorted(approved_entities(digests, approvals)))
     return rules.MonthFacts(
         period=period,
         today=settings.today(),
