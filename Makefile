@@ -25,7 +25,7 @@ test: lint
 	$(BIN)/pytest
 
 ui: $(VENV)/.installed
-	mkdir -p $(DAGSTER_HOME)
+	$(BIN)/python -m dagster_project.instance
 	$(BIN)/dagster dev -w workspace.yaml
 
 bench: $(VENV)/.installed

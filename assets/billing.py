@@ -8,7 +8,8 @@ import dagster as dg
 import polars as pl
 
 from assets.close import LANDING_CALENDAR
-from assets.ingest import USAGE_EVENTS, check_result
+from assets.gates import check_result, commit_if_checks_pass, open_month
+from assets.ingest import USAGE_EVENTS
 from assets.usage import DAILY_USAGE
 from checks import names
 from checks.billing import breakdown_ties
@@ -66,13 +67,21 @@ def month_usage_files(
     return files, days
 
 
-@dg.asset(
-    name=BILLABLE_USAGE,
-    description="Rated usage per month, contract, service segment, charge and price group.",
-    group_name="billing",
-    kinds={"parquet", "duckdb"},
-    deps=[USAGE_EVENTS, DAILY_USAGE, LANDING_CALENDAR],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            BILLABLE_USAGE,
+            description=(
+                "Rated usage per month, contract, service segment, charge and price group."
+            ),
+            group_name="billing",
+            kinds={"parquet", "duckdb"},
+            deps=[USAGE_EVENTS, DAILY_USAGE, LANDING_CALENDAR],
+            skippable=True,
+        )
+    ],
     partitions_def=close_monthly_partition,
+    can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[
         dg.AssetCheckSpec(
@@ -96,14 +105,14 @@ def billable_usage(
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
     ingest_rules: IngestRulesResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    first, last = month_bounds(period)
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first, last = month.period, month.first, month.last
     store = warehouse.get()
     db = control_db.get()
     try:
-        # A closed month is never rewritten (late events are booked in the open period).
-        db.refuse_if_locked(period)
         files, days = month_usage_files(landing.get(), store, db, ingest_rules.get(), period)
     finally:
         db.dispose()
@@ -127,9 +136,21 @@ def billable_usage(
         )
     finally:
         con.close()
-    store.write({BILLABLE_USAGE: (period, table)})
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
+    key = dg.AssetKey(BILLABLE_USAGE)
+    yield from commit_if_checks_pass(
+        store,
+        {BILLABLE_USAGE: (period, table)},
+        [
+            check_result(
+                names.BILLABLE_USAGE_SCHEMA, key, [(first, validate_schema(BillableUsage, frame))]
+            ),
+            check_result(
+                names.BILLABLE_USAGE_BREAKDOWN_TIES, key, [(first, breakdown_ties(frame))]
+            ),
+        ],
+    )
     totals = (
         frame.group_by("currency", "kind")
         .agg(lines=pl.len(), amount=pl.col("amount").sum())
@@ -139,6 +160,7 @@ def billable_usage(
         f"rated {period}: {frame.height} lines for {frame['contract_id'].n_unique()} contracts"
     )
     yield dg.MaterializeResult(
+        asset_key=key,
         metadata={
             "period": period,
             "dagster/row_count": frame.height,
@@ -161,11 +183,5 @@ def billable_usage(
                 )
             ),
             "path": dg.MetadataValue.path(str(store.partition_path(BILLABLE_USAGE, period))),
-        }
+        },
     )
-    key = dg.AssetKey(BILLABLE_USAGE)
-    day = first
-    yield check_result(
-        names.BILLABLE_USAGE_SCHEMA, key, [(day, validate_schema(BillableUsage, frame))]
-    )
-    yield check_result(names.BILLABLE_USAGE_BREAKDOWN_TIES, key, [(day, breakdown_ties(frame))])

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
+from assets.gates import refuse
 from checks.outcome import markdown_table
 from dagster_project.partitions import close_monthly_partition
 from dagster_project.settings import SettingsResource
@@ -17,21 +18,14 @@ from resources.warehouse import WarehouseResource
 
 LANDING_CALENDAR = "landing_calendar"
 CLOSE_RECORD = "close_record"
-# Run tags: who prepared the close (read by its last step) and why a run was refused.
+# Run tag: who prepared the close (read by its last step).
 PREPARED_BY_TAG = "meterclose/prepared_by"
-REFUSED_TAG = "meterclose/refused"
 
 
-class CloseConfig(dg.Config):  # type: ignore[misc]
+class CloseConfig(dg.Config):
     """Who prepares this close (recorded with it; the approver must be someone else)."""
 
     prepared_by: str
-
-
-def refuse(context: dg.AssetExecutionContext | dg.OpExecutionContext, reason: str) -> None:
-    """Say in one line why a run did nothing: in its log, and as a run tag in the run list."""
-    context.log.warning(reason)
-    context.instance.add_run_tags(context.run_id, {REFUSED_TAG: reason[:1000]})
 
 
 def calendar_frame(calendar: tuple[rules.LandingDay, ...]) -> pl.DataFrame:
@@ -73,7 +67,7 @@ def landing_calendar(
     control_db: ControlDbResource,
     warehouse: WarehouseResource,
     settings: SettingsResource,
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult[None]]:
     """The gate of the close: a month whose calendar is incomplete, or that is locked, is
     refused here, so nothing downstream runs and no partition changes status."""
     period = context.partition_key
@@ -90,7 +84,7 @@ def landing_calendar(
     if not config.prepared_by.strip():
         refuse(context, "a close needs the preparer's name (prepared_by)")
         return
-    context.instance.add_run_tags(context.run_id, {PREPARED_BY_TAG: config.prepared_by})
+    context.instance.add_run_tags(context.run.run_id, {PREPARED_BY_TAG: config.prepared_by})
     store = warehouse.get()
     store.write({LANDING_CALENDAR: (period, frame.to_arrow())})
     confirmed = frame.filter(pl.col("confirmed_by").is_not_null())
@@ -124,16 +118,16 @@ def landing_calendar(
 )
 def close_record(
     context: dg.AssetExecutionContext, control_db: ControlDbResource, settings: SettingsResource
-) -> Iterator[dg.MaterializeResult]:
+) -> Iterator[dg.MaterializeResult[None]]:
     period = context.partition_key
-    run = context.instance.get_run_by_id(context.run_id)
+    run = context.instance.get_run_by_id(context.run.run_id)
     prepared_by = run.tags.get(PREPARED_BY_TAG) if run else None
     if not prepared_by:
         refuse(context, f"{period}: no preparer recorded for this run: run landing_calendar too")
         return
     db = control_db.get()
     try:
-        record_prepared(settings.get(), db, period, prepared_by, context.run_id)
+        record_prepared(settings.get(), db, period, prepared_by, context.run.run_id)
         facts = month.month_facts(settings.get(), db, period)
         transitions = db.transitions(period)
     finally:
@@ -141,7 +135,9 @@ def close_record(
     yield dg.MaterializeResult(asset_key=CLOSE_RECORD, metadata=status_metadata(facts, transitions))
 
 
-def status_metadata(facts: rules.MonthFacts, transitions: list[Transition]) -> dict[str, object]:
+def status_metadata(
+    facts: rules.MonthFacts, transitions: list[Transition]
+) -> dict[str, str | dg.MarkdownMetadataValue]:
     """What a controller reads on the close assets: state, blockers, who did each step."""
     nxt = {
         "prepared": rules.may_approve(facts, "another person"),

@@ -1,10 +1,14 @@
 """Canonical business events of a month's close, kept as a table and queued for delivery."""
 
+from collections.abc import Iterator
+
 import dagster as dg
 import polars as pl
 
 from assets.billing import BILLABLE_USAGE
+from assets.gates import open_month
 from assets.invoice import INVOICE_LINES
+from assets.reconcile import RECONCILIATION
 from checks.outcome import markdown_table
 from dagster_project.partitions import close_monthly_partition
 from rating.events import close_events
@@ -16,13 +20,23 @@ from resources.warehouse import WarehouseResource
 BUSINESS_EVENTS = "business_events"
 
 
-@dg.asset(
-    name=BUSINESS_EVENTS,
-    description="Versioned business events of the month (contracts, usage, invoices, memos).",
-    group_name="close",
-    kinds={"parquet"},
-    deps=[INVOICE_LINES, BILLABLE_USAGE],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            BUSINESS_EVENTS,
+            description=(
+                "Versioned business events of the month (contracts, usage, invoices, memos)."
+            ),
+            group_name="close",
+            kinds={"parquet"},
+            # Queued for delivery only once the month reconciles: a close stopped by a
+            # failed check sends nothing to the systems downstream.
+            deps=[INVOICE_LINES, BILLABLE_USAGE, RECONCILIATION],
+            skippable=True,
+        )
+    ],
     partitions_def=close_monthly_partition,
+    can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
 def business_events(
@@ -30,9 +44,11 @@ def business_events(
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
-) -> dg.MaterializeResult:
-    period = context.partition_key[:7]
-    control_db.refuse_if_locked(period)
+) -> Iterator[dg.MaterializeResult[None]]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period = month.period
     store = warehouse.get()
     ref = reference.get()
     plans = ref.plans()
@@ -52,12 +68,13 @@ def business_events(
         db.dispose()
     counts = events.group_by("event_type").agg(events=pl.len()).sort("event_type")
     context.log.info(f"{events.height} events for {period}, {queued} new or changed in the outbox")
-    return dg.MaterializeResult(
+    yield dg.MaterializeResult(
+        asset_key=BUSINESS_EVENTS,
         metadata={
             "period": period,
             "dagster/row_count": events.height,
             "queued": queued,
             "by_type": dg.MetadataValue.md(markdown_table(counts)),
             "path": dg.MetadataValue.path(str(store.partition_path(BUSINESS_EVENTS, period))),
-        }
+        },
     )

@@ -15,13 +15,13 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.billing import month_bounds
-from assets.ingest import check_result
+from assets.gates import check_result, failed_checks, open_month
 from assets.journals import JOURNAL_LINES
 from checks import names
 from checks.outcome import CheckOutcome, markdown_table
 from dagster_project.partitions import close_monthly_partition
 from rating.exports import LINE_LIMITS, manifest_bytes, render_all, split_journals
+from resources.control_db import ControlDbResource
 from resources.warehouse import WarehouseResource
 
 ERP_EXPORTS = "erp_exports"
@@ -79,13 +79,21 @@ def parts_balance(parts: pl.DataFrame) -> CheckOutcome:
     )
 
 
-@dg.asset(
-    name=ERP_EXPORTS,
-    description="ERP import files of the month (NetSuite, Oracle FBDI, generic) + manifest.",
-    group_name="close",
-    kinds={"csv", "parquet"},
-    deps=[JOURNAL_LINES],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            ERP_EXPORTS,
+            description=(
+                "ERP import files of the month (NetSuite, Oracle FBDI, generic) + manifest."
+            ),
+            group_name="close",
+            kinds={"csv", "parquet"},
+            deps=[JOURNAL_LINES],
+            skippable=True,
+        )
+    ],
     partitions_def=close_monthly_partition,
+    can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[
         dg.AssetCheckSpec(
@@ -97,12 +105,27 @@ def parts_balance(parts: pl.DataFrame) -> CheckOutcome:
     ],
 )
 def erp_exports(
-    context: dg.AssetExecutionContext, warehouse: WarehouseResource
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    first, _ = month_bounds(period)
+    context: dg.AssetExecutionContext, warehouse: WarehouseResource, control_db: ControlDbResource
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first = month.period, month.first
     store = warehouse.get()
     lines = pl.read_parquet(store.partition_path(JOURNAL_LINES, period))
+    # As NetSuite takes them (split by size and rate) and as Oracle does (by size): checked
+    # before a version is written, so no unbalanced file is ever offered for import.
+    netsuite = parts_balance(split_journals(lines, LINE_LIMITS["netsuite"], by_rate=True))
+    oracle = parts_balance(split_journals(lines, LINE_LIMITS["oracle"]))
+    balance = check_result(
+        names.ERP_EXPORTS_BALANCE, dg.AssetKey(ERP_EXPORTS), [(first, netsuite), (first, oracle)]
+    )
+    yield balance
+    if failed_checks([balance]):
+        raise dg.Failure(
+            description=f"no export version written for {period}: {balance.description}",
+            allow_retries=False,
+        )
     files, manifest = render_all(lines, period)
     payload = [(f.name, f.data) for f in files]
     payload.append(("manifest.json", manifest_bytes(manifest)))
@@ -112,6 +135,7 @@ def erp_exports(
         f"{manifest['journal_lines']} journal lines)"
     )
     yield dg.MaterializeResult(
+        asset_key=ERP_EXPORTS,
         metadata={
             "period": period,
             "version": directory.name,
@@ -121,11 +145,5 @@ def erp_exports(
             ),
             "path": dg.MetadataValue.path(str(directory)),
             "manifest": dg.MetadataValue.json(json.loads(manifest_bytes(manifest))),
-        }
-    )
-    # As NetSuite takes them (split by size and rate) and as Oracle does (by size).
-    netsuite = parts_balance(split_journals(lines, LINE_LIMITS["netsuite"], by_rate=True))
-    oracle = parts_balance(split_journals(lines, LINE_LIMITS["oracle"]))
-    yield check_result(
-        names.ERP_EXPORTS_BALANCE, dg.AssetKey(ERP_EXPORTS), [(first, netsuite), (first, oracle)]
+        },
     )

@@ -14,12 +14,15 @@ import duckdb
 import polars as pl
 import pyarrow as pa
 
+from assets.gates import check_result, failed_checks
+from assets.landing import LANDING_FILES
 from assets.partition_days import partition_days
 from checks import names
-from checks.ingest import lines_accounted_for
+from checks.ingest import lines_accounted_for, quarantine_rate
 from checks.outcome import CheckOutcome, markdown_table, validate_schema
 from checks.schemas import DuplicateEvents, QuarantinedEvents, UsageEvents
 from dagster_project.partitions import usage_daily_partition
+from dagster_project.settings import Settings, SettingsResource
 from rating import ingest as rating_ingest
 from resources.control_db import ControlDb, ControlDbResource, FileCounts, window_digest
 from resources.landing import IngestRulesResource, Landing, LandingResource
@@ -288,24 +291,13 @@ def _publish(
     run_id: str | None,
     seconds: float,
 ) -> _Published:
-    """Write a settled day's tables, check what was written, and summarise it."""
+    """Check a settled day's tables, write them if they pass, and summarise the day.
+
+    Write, check, then commit: a day that fails a check keeps the previous version of its
+    tables, and is recorded as ``checks_failed`` (the close refuses a month holding it)."""
     started = time.perf_counter()
     fingerprints = landed.files
-    warehouse.write(
-        {
-            USAGE_EVENTS: (
-                day,
-                result.usage_events.replace_schema_metadata(
-                    {KEYS_DIGEST_KEY: result.accepted_keys_digest}
-                ),
-            ),
-            QUARANTINED_EVENTS: (day, result.quarantined_events),
-            DUPLICATE_EVENTS: (day, result.duplicate_events),
-        },
-        {USAGE_EVENTS: _USAGE_EVENTS_PARQUET},
-    )
     per_file = {row["file"]: row for row in result.per_file.to_pylist()}
-    write_seconds = time.perf_counter() - started
     usage = pl.from_arrow(result.usage_events)
     quarantined = pl.from_arrow(result.quarantined_events)
     duplicates = pl.from_arrow(result.duplicate_events)
@@ -319,6 +311,23 @@ def _publish(
         names.DUPLICATE_EVENTS_SCHEMA: validate_schema(DuplicateEvents, duplicates),
         names.LINES_ACCOUNTED_FOR: lines_accounted_for(raw_lines, usage, quarantined, duplicates),
     }
+    check_seconds = time.perf_counter() - started
+    passed = all(c.passed for c in checks.values())
+    if passed:
+        warehouse.write(
+            {
+                USAGE_EVENTS: (
+                    day,
+                    result.usage_events.replace_schema_metadata(
+                        {KEYS_DIGEST_KEY: result.accepted_keys_digest}
+                    ),
+                ),
+                QUARANTINED_EVENTS: (day, result.quarantined_events),
+                DUPLICATE_EVENTS: (day, result.duplicate_events),
+            },
+            {USAGE_EVENTS: _USAGE_EVENTS_PARQUET},
+        )
+    write_seconds = time.perf_counter() - started - check_seconds
     record: dict[str, object] = dict(
         received_date=day,
         batch_id=batch,
@@ -342,7 +351,7 @@ def _publish(
         run_id=run_id,
         # A blocking check gates only its own run: the close reads this status to know the
         # day passed its checks.
-        status="done" if all(c.passed for c in checks.values()) else "checks_failed",
+        status="done" if passed else "checks_failed",
     )
     ingest = DayIngest(
         day=day,
@@ -372,8 +381,8 @@ def _publish(
         timings={
             "read": landed.seconds,
             **result.timings,
+            "check": check_seconds,
             "write": write_seconds,
-            "check": time.perf_counter() - started - write_seconds,
         },
     )
     return _Published(ingest, record)
@@ -443,6 +452,18 @@ _CHECKS = [
     ),
 ]
 _CHECK_ASSET = {spec.name: spec.asset_key for spec in _CHECKS}
+# Not blocking: a noisy day is ingested all the same, and flagged where people look. Its
+# month closes only once a controller has confirmed a day above the error threshold.
+_QUARANTINE_RATE = dg.AssetCheckSpec(
+    names.QUARANTINE_RATE,
+    asset=QUARANTINED_EVENTS,
+    blocking=False,
+    description=(
+        "Each landing day's quarantined share of its lines: a warning above "
+        "METERCLOSE_QUARANTINE_WARN_RATE (1 %), an error above METERCLOSE_QUARANTINE_ERROR_RATE "
+        "(5 %)."
+    ),
+)
 
 
 @dg.multi_asset(
@@ -453,6 +474,15 @@ _CHECK_ASSET = {spec.name: spec.asset_key for spec in _CHECKS}
             description="Accepted usage events, one row per event × meter it feeds.",
             group_name="ingest",
             kinds={"parquet", "duckdb"},
+            deps=[
+                # Today's usage partition exists before today's landing day has ended.
+                dg.AssetDep(
+                    LANDING_FILES,
+                    partition_mapping=dg.TimeWindowPartitionMapping(
+                        allow_nonexistent_upstream_partitions=True
+                    ),
+                )
+            ],
         ),
         dg.AssetSpec(
             QUARANTINED_EVENTS,
@@ -471,7 +501,7 @@ _CHECK_ASSET = {spec.name: spec.asset_key for spec in _CHECKS}
     # One run walks a range of days in order: each day's deduplication reads the days
     # before it, so a backfill in landing order is also the cheapest correct one.
     backfill_policy=dg.BackfillPolicy.single_run(),
-    check_specs=_CHECKS,
+    check_specs=[*_CHECKS, _QUARANTINE_RATE],
 )
 def ingest_landing_day(
     context: dg.AssetExecutionContext,
@@ -480,7 +510,8 @@ def ingest_landing_day(
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
     ingest_rules: IngestRulesResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+    settings: SettingsResource,
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     days = partition_days(context)
     db = control_db.get()
     snapshot = reference.get().snapshot()
@@ -503,11 +534,12 @@ def ingest_landing_day(
         results.append(result)
     db.dispose()
     yield from _report(results, warehouse.get())
+    yield _quarantine_rate(results, settings.get())
 
 
 def _report(
     results: list[DayIngest], warehouse: Warehouse
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     raw = sum(r.raw_lines for r in results)
     quarantined = sum(r.quarantined for r in results)
     days = f"{results[0].day} … {results[-1].day}" if len(results) > 1 else str(results[0].day)
@@ -521,6 +553,20 @@ def _report(
         .sort("meter")
     )
     preview = next((r.preview for r in results if r.preview.height), None)
+    checked = [
+        check_result(check_name, asset_key, [(r.day, r.checks[check_name]) for r in results])
+        for check_name, asset_key in _CHECK_ASSET.items()
+    ]
+    yield from checked
+    failed = failed_checks(checked)
+    if failed:
+        raise dg.Failure(
+            description=(
+                "days that failed a check were not written (re-ingest them once fixed): "
+                + "; ".join(failed)
+            ),
+            allow_retries=False,
+        )
     yield dg.MaterializeResult(
         asset_key=USAGE_EVENTS,
         metadata={
@@ -563,33 +609,28 @@ def _report(
             "path": dg.MetadataValue.path(str(warehouse.table_dir(DUPLICATE_EVENTS))),
         },
     )
-    for check_name, asset_key in _CHECK_ASSET.items():
-        yield check_result(check_name, asset_key, [(r.day, r.checks[check_name]) for r in results])
 
 
-def check_result(
-    check_name: str, asset_key: dg.AssetKey, outcomes: list[tuple[date, CheckOutcome]]
-) -> dg.AssetCheckResult:
-    """One check result for a run's days: it fails if any day fails, and says which."""
-    failed = [(d, o) for d, o in outcomes if not o.passed]
-    if failed:
-        description = "; ".join(f"{d}: {o.description}" for d, o in failed[:5])
-        detail = failed[0][1].metadata
-    elif len(outcomes) == 1:
-        description, detail = outcomes[0][1].description, outcomes[0][1].metadata
-    else:
-        description, detail = f"all {len(outcomes)} days pass", {}
+def _quarantine_rate(results: list[DayIngest], settings: Settings) -> dg.AssetCheckResult:
+    days = pl.DataFrame(
+        {
+            "landing_day": [r.day for r in results],
+            "raw_lines": [r.raw_lines for r in results],
+            "quarantined": [r.quarantined for r in results],
+        },
+        schema={"landing_day": pl.Date, "raw_lines": pl.Int64, "quarantined": pl.Int64},
+    )
+    outcome, level = quarantine_rate(
+        days, settings.quarantine_warn_rate, settings.quarantine_error_rate
+    )
     return dg.AssetCheckResult(
-        asset_key=asset_key,
-        check_name=check_name,
-        passed=not failed,
-        description=description,
+        asset_key=QUARANTINED_EVENTS,
+        check_name=names.QUARANTINE_RATE,
+        passed=outcome.passed,
+        severity=dg.AssetCheckSeverity.ERROR if level == "error" else dg.AssetCheckSeverity.WARN,
+        description=outcome.description,
         metadata={
-            "days_checked": len(outcomes),
-            "days_failed": len(failed),
-            **{
-                k: dg.MetadataValue.md(v) if isinstance(v, str) and v.startswith("|") else v
-                for k, v in detail.items()
-            },
+            k: dg.MetadataValue.md(v) if isinstance(v, str) and v.startswith("|") else v
+            for k, v in outcome.metadata.items()
         },
     )

@@ -9,8 +9,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from assets.billing import BILLABLE_USAGE, landing_window, month_bounds, month_usage_files
-from assets.ingest import check_result
+from assets.billing import BILLABLE_USAGE, landing_window, month_usage_files
+from assets.gates import check_result, commit_if_checks_pass, open_month
 from checks import names
 from checks.invoice import invoice_ties_to_billable_usage, prepaid_ties
 from checks.outcome import markdown_table, validate_schema
@@ -21,7 +21,7 @@ from rating.billing import billable_usage as rate_month
 from rating.ingest import IngestRules
 from rating.invoice import invoice_lines as issue_invoices
 from rating.invoice import prior_period_adjustments
-from rating.periods import previous_period
+from rating.periods import month_bounds, previous_period
 from rating.terms import reference_tables, terms_in_force
 from resources.control_db import ControlDb, ControlDbResource
 from resources.landing import IngestRulesResource, Landing, LandingResource
@@ -58,6 +58,7 @@ def previous_balances(store: Warehouse, period: str) -> pl.DataFrame | None:
             group_name="billing",
             kinds={"parquet", "duckdb"},
             deps=[BILLABLE_USAGE],
+            skippable=True,
         ),
         dg.AssetSpec(
             PREPAID_BALANCES,
@@ -73,6 +74,7 @@ def previous_balances(store: Warehouse, period: str) -> pl.DataFrame | None:
                     ),
                 ),
             ],
+            skippable=True,
         ),
     ],
     partitions_def=close_monthly_partition,
@@ -111,10 +113,11 @@ def invoice_lines(
     control_db: ControlDbResource,
     landing: LandingResource,
     ingest_rules: IngestRulesResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    control_db.refuse_if_locked(period)
-    first, last = month_bounds(period)
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first, last = month.period, month.first, month.last
     store = warehouse.get()
     billable_path = store.partition_path(BILLABLE_USAGE, period)
     if not billable_path.exists():
@@ -154,13 +157,39 @@ def invoice_lines(
         db.dispose()
     if adjustments:
         lines = sort_lines(pa.concat_tables([lines, *(a.cast(lines.schema) for a in adjustments)]))
-    store.write({INVOICE_LINES: (period, lines), PREPAID_BALANCES: (period, balances)})
     frame = pl.from_arrow(lines)
     prepaid = pl.from_arrow(balances)
     rated = pl.from_arrow(billable)
     assert isinstance(frame, pl.DataFrame)
     assert isinstance(prepaid, pl.DataFrame)
     assert isinstance(rated, pl.DataFrame)
+    invoice_key, prepaid_key = dg.AssetKey(INVOICE_LINES), dg.AssetKey(PREPAID_BALANCES)
+    yield from commit_if_checks_pass(
+        store,
+        {INVOICE_LINES: (period, lines), PREPAID_BALANCES: (period, balances)},
+        [
+            check_result(
+                names.INVOICE_LINES_SCHEMA,
+                invoice_key,
+                [(first, validate_schema(InvoiceLines, frame))],
+            ),
+            check_result(
+                names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE,
+                invoice_key,
+                [(first, invoice_ties_to_billable_usage(frame, rated))],
+            ),
+            check_result(
+                names.PREPAID_BALANCES_SCHEMA,
+                prepaid_key,
+                [(first, validate_schema(PrepaidBalances, prepaid))],
+            ),
+            check_result(
+                names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS,
+                prepaid_key,
+                [(first, prepaid_ties(frame, prepaid))],
+            ),
+        ],
+    )
     invoices = frame.group_by("document_type", "invoice_id", "currency").agg(
         total=pl.col("amount").sum()
     )
@@ -205,24 +234,6 @@ def invoice_lines(
             "balances": dg.MetadataValue.md(markdown_table(prepaid)),
             "path": dg.MetadataValue.path(str(store.partition_path(PREPAID_BALANCES, period))),
         },
-    )
-    day = first
-    invoice_key, prepaid_key = dg.AssetKey(INVOICE_LINES), dg.AssetKey(PREPAID_BALANCES)
-    yield check_result(
-        names.INVOICE_LINES_SCHEMA, invoice_key, [(day, validate_schema(InvoiceLines, frame))]
-    )
-    yield check_result(
-        names.INVOICE_LINES_TIE_TO_BILLABLE_USAGE,
-        invoice_key,
-        [(day, invoice_ties_to_billable_usage(frame, rated))],
-    )
-    yield check_result(
-        names.PREPAID_BALANCES_SCHEMA,
-        prepaid_key,
-        [(day, validate_schema(PrepaidBalances, prepaid))],
-    )
-    yield check_result(
-        names.PREPAID_BALANCES_TIE_TO_DRAWDOWNS, prepaid_key, [(day, prepaid_ties(frame, prepaid))]
     )
 
 

@@ -6,8 +6,7 @@ import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 
-from assets.billing import month_bounds
-from assets.ingest import check_result
+from assets.gates import check_result, commit_if_checks_pass, open_month
 from assets.invoice import INVOICE_LINES, invoice_history
 from assets.revenue import REVENUE_SCHEDULE
 from checks import names
@@ -23,23 +22,31 @@ from resources.warehouse import WarehouseResource
 JOURNAL_LINES = "journal_lines"
 
 
-@dg.asset(
-    name=JOURNAL_LINES,
-    description="Balanced journal lines per entity, accounting period, currency and category.",
-    group_name="close",
-    kinds={"parquet", "duckdb"},
-    deps=[
-        REVENUE_SCHEDULE,
-        # The month's journals reverse the previous month's accrual and book its usage
-        # invoices, dated the first day of this month.
-        dg.AssetDep(
-            INVOICE_LINES,
-            partition_mapping=dg.TimeWindowPartitionMapping(
-                start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            JOURNAL_LINES,
+            description=(
+                "Balanced journal lines per entity, accounting period, currency and category."
             ),
-        ),
+            group_name="close",
+            kinds={"parquet", "duckdb"},
+            deps=[
+                REVENUE_SCHEDULE,
+                # The month's journals reverse the previous month's accrual and book its
+                # usage invoices, dated the first day of this month.
+                dg.AssetDep(
+                    INVOICE_LINES,
+                    partition_mapping=dg.TimeWindowPartitionMapping(
+                        start_offset=-1, end_offset=0, allow_nonexistent_upstream_partitions=True
+                    ),
+                ),
+            ],
+            skippable=True,
+        )
     ],
     partitions_def=close_monthly_partition,
+    can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[
         dg.AssetCheckSpec(
@@ -67,10 +74,11 @@ def journal_lines(
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    control_db.refuse_if_locked(period)
-    first, last = month_bounds(period)
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first, last = month.period, month.first, month.last
     store = warehouse.get()
     history = invoice_history(store, period)
     schedule = pq.read_table(store.partition_path(REVENUE_SCHEDULE, period))
@@ -91,9 +99,20 @@ def journal_lines(
         )
     finally:
         con.close()
-    store.write({JOURNAL_LINES: (period, table)})
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
+    key = dg.AssetKey(JOURNAL_LINES)
+    yield from commit_if_checks_pass(
+        store,
+        {JOURNAL_LINES: (period, table)},
+        [
+            check_result(
+                names.JOURNAL_LINES_SCHEMA, key, [(first, validate_schema(JournalLines, frame))]
+            ),
+            check_result(names.JOURNALS_BALANCE, key, [(first, journals_balance(frame))]),
+            check_result(names.JOURNAL_LINES_MAPPED, key, [(first, lines_mapped(frame))]),
+        ],
+    )
     journals = (
         frame.group_by("entity_id", "currency", "category", "journal_id")
         .agg(
@@ -105,17 +124,12 @@ def journal_lines(
     )
     context.log.info(f"booked {period}: {journals.height} journals, {frame.height} lines")
     yield dg.MaterializeResult(
+        asset_key=key,
         metadata={
             "period": period,
             "dagster/row_count": frame.height,
             "journals": journals.height,
             "journal_totals": dg.MetadataValue.md(markdown_table(journals, limit=60)),
             "path": dg.MetadataValue.path(str(store.partition_path(JOURNAL_LINES, period))),
-        }
+        },
     )
-    key = dg.AssetKey(JOURNAL_LINES)
-    yield check_result(
-        names.JOURNAL_LINES_SCHEMA, key, [(first, validate_schema(JournalLines, frame))]
-    )
-    yield check_result(names.JOURNALS_BALANCE, key, [(first, journals_balance(frame))])
-    yield check_result(names.JOURNAL_LINES_MAPPED, key, [(first, lines_mapped(frame))])

@@ -6,9 +6,8 @@ from pathlib import Path
 import dagster as dg
 import polars as pl
 
-from assets.billing import month_bounds
 from assets.exports import ERP_EXPORTS
-from assets.ingest import check_result
+from assets.gates import check_result, failed_checks, open_month, refuse
 from assets.journals import JOURNAL_LINES
 from assets.reconcile import RECONCILIATION
 from checks import names
@@ -16,6 +15,8 @@ from checks.journals import journals_balance, reconciliation_explained
 from checks.outcome import markdown_table, validate_schema
 from checks.schemas import Exceptions
 from dagster_project.partitions import close_monthly_partition
+from dagster_project.settings import SettingsResource
+from lifecycle import transitions
 from rating.erp import (
     EXCEPTION_COLUMNS,
     document_lines,
@@ -100,18 +101,20 @@ def report_cases(report: PublishReport, docs: pl.DataFrame) -> pl.DataFrame:
     return pl.DataFrame(cases, schema=schema)
 
 
-def refuse_unchecked(reconciliation: Path, lines: pl.DataFrame, period: str) -> None:
-    """Publishing runs on its own too (publish_job), where the close's blocking checks do
-    not gate it: nothing goes to the ERP unless the journals balance and the month's
-    reconciliation, as it stands, explains every variance."""
+def unchecked(reconciliation: Path, lines: pl.DataFrame, period: str) -> str | None:
+    """Why the month's journals may not go to the ERP as they stand, or None. Publishing
+    runs on its own (publish_job), where the close's blocking checks do not gate it: nothing
+    is sent unless the journals balance and the month's reconciliation explains every
+    variance."""
     balance = journals_balance(lines)
     if not balance.passed:
-        raise dg.Failure(f"{period} is not published: {balance.description}")
+        return f"{period} is not published: {balance.description}"
     if not reconciliation.exists():
-        raise dg.Failure(f"{period} is not published: it has no reconciliation ({reconciliation})")
+        return f"{period} is not published: it has no reconciliation ({reconciliation})"
     controls = reconciliation_explained(pl.read_parquet(reconciliation))
     if not controls.passed:
-        raise dg.Failure(f"{period} is not published: {controls.description}")
+        return f"{period} is not published: {controls.description}"
+    return None
 
 
 @dg.multi_asset(
@@ -167,19 +170,33 @@ def erp_publication(
     control_db: ControlDbResource,
     reference: ReferenceDataResource,
     erp: ErpResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
+    settings: SettingsResource,
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     if not erp.configured:
         context.log.info(
-            f"{period}: no ERP configured (METERCLOSE_ERP=tryton and METERCLOSE_ERP_*): "
-            "nothing published; the import files are in exports/"
+            f"{context.partition_key}: no ERP configured (METERCLOSE_ERP=tryton and "
+            "METERCLOSE_ERP_*): nothing published; the import files are in exports/"
         )
         return
-    control_db.refuse_if_locked(period)
-    first, _ = month_bounds(period)
+    month = open_month(context, control_db, "published")
+    if month is None:
+        return
+    period, first = month.period, month.first
+    db = control_db.get()
+    try:
+        decision = transitions.may_publish(settings.get(), db, period)
+    finally:
+        db.dispose()
     store = warehouse.get()
     lines = pl.read_parquet(store.partition_path(JOURNAL_LINES, period))
-    refuse_unchecked(store.partition_path(RECONCILIATION, period), lines, period)
+    why_not = (
+        str(decision)
+        if not decision.allowed
+        else unchecked(store.partition_path(RECONCILIATION, period), lines, period)
+    )
+    if why_not:
+        refuse(context, why_not)
+        return
     adapter = erp.adapter()
     db = control_db.get()
     try:
@@ -229,6 +246,8 @@ def erp_publication(
         .rename({"last_error": "message"})
         .sort("external_id")
     )
+    # What the ERP now holds is recorded whatever the checks say: it is how a controller
+    # finds out what went wrong there.
     store.write(
         {
             ERP_PUBLICATION: (period, publication.to_arrow()),
@@ -243,8 +262,7 @@ def erp_publication(
         f"{len(report.awaiting_approval)} awaiting approval, {len(report.failed)} failed, "
         f"in {report.elapsed_seconds:.1f} s"
     )
-    results: list[dg.MaterializeResult | dg.AssetCheckResult] = []
-    results.append(
+    materialized: list[dg.MaterializeResult[None]] = [
         dg.MaterializeResult(
             asset_key=dg.AssetKey(ERP_PUBLICATION),
             metadata={
@@ -260,9 +278,7 @@ def erp_publication(
                 "seconds": round(report.elapsed_seconds, 2),
                 "by_state": dg.MetadataValue.md(markdown_table(by_state)),
             },
-        )
-    )
-    results.append(
+        ),
         dg.MaterializeResult(
             asset_key=dg.AssetKey(ERP_RECONCILIATION),
             metadata={
@@ -270,9 +286,7 @@ def erp_publication(
                 "unexplained": controls.filter(pl.col("status") == "unexplained").height,
                 "preview": dg.MetadataValue.md(markdown_table(controls.head(20))),
             },
-        )
-    )
-    results.append(
+        ),
         dg.MaterializeResult(
             asset_key=dg.AssetKey(ERP_EXCEPTIONS),
             metadata={
@@ -281,28 +295,32 @@ def erp_publication(
                     markdown_table(queue.select("kind", "severity", "entity_id", "reason").head(20))
                 ),
             },
-        )
-    )
-    results.append(
+        ),
+    ]
+    checked = [
         check_result(
             names.ERP_RECONCILIATION_NO_UNEXPLAINED_VARIANCE,
             dg.AssetKey(ERP_RECONCILIATION),
             [(first, reconciliation_explained(controls))],
-        )
-    )
-    results.append(
+        ),
         check_result(
             names.ERP_EXCEPTIONS_SCHEMA,
             dg.AssetKey(ERP_EXCEPTIONS),
             [(first, validate_schema(Exceptions, queue))],
-        )
-    )
+        ),
+    ]
     # The three tables are made together; a subset selected in the UI reports its part.
-    selected = context.selected_asset_keys
-    checks = context.selected_asset_check_keys
-    for result in results:
-        if isinstance(result, dg.MaterializeResult):
-            if result.asset_key in selected:
-                yield result
-        elif dg.AssetCheckKey(result.asset_key, result.check_name) in checks:
-            yield result
+    selected = context.selected_asset_check_keys
+    yield from (
+        c
+        for c in checked
+        if c.asset_key and c.check_name and dg.AssetCheckKey(c.asset_key, c.check_name) in selected
+    )
+    failed = failed_checks(checked)
+    if failed:
+        # The partition does not show published on a ledger that does not tie.
+        raise dg.Failure(
+            description=f"{period}: the ERP does not tie: " + "; ".join(failed),
+            allow_retries=False,
+        )
+    yield from (m for m in materialized if m.asset_key in context.selected_asset_keys)

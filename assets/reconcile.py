@@ -8,10 +8,11 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from assets.billing import BILLABLE_USAGE, landing_window, month_bounds
+from assets.billing import BILLABLE_USAGE, landing_window
 from assets.close import LANDING_CALENDAR
-from assets.ingest import QUARANTINED_EVENTS, check_result
-from assets.invoice import INVOICE_LINES, PREPAID_BALANCES, invoice_history, previous_period
+from assets.gates import check_result, commit_if_checks_pass, open_month
+from assets.ingest import QUARANTINED_EVENTS
+from assets.invoice import INVOICE_LINES, PREPAID_BALANCES, invoice_history
 from assets.journals import JOURNAL_LINES
 from assets.revenue import REVENUE_SCHEDULE
 from assets.usage import DAILY_USAGE
@@ -20,6 +21,7 @@ from checks.journals import reconciliation_explained
 from checks.outcome import markdown_table, validate_schema
 from checks.schemas import Exceptions
 from dagster_project.partitions import close_monthly_partition
+from rating.periods import previous_period
 from rating.reconcile import close_controls, landing_calendar_controls
 from rating.revenue import REVENUE_SCHEMA
 from rating.terms import reference_tables, terms_in_force
@@ -59,6 +61,7 @@ _LANDING_SCHEMA = pa.schema(
                 DAILY_USAGE,
                 QUARANTINED_EVENTS,
             ],
+            skippable=True,
         ),
         dg.AssetSpec(
             EXCEPTIONS,
@@ -66,6 +69,7 @@ _LANDING_SCHEMA = pa.schema(
             group_name="close",
             kinds={"parquet"},
             deps=[JOURNAL_LINES, QUARANTINED_EVENTS, DAILY_USAGE],
+            skippable=True,
         ),
     ],
     partitions_def=close_monthly_partition,
@@ -91,13 +95,14 @@ def reconciliation(
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
     ingest_rules: IngestRulesResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    first, last = month_bounds(period)
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first, last = month.period, month.first, month.last
     store = warehouse.get()
     db = control_db.get()
     try:
-        db.refuse_if_locked(period)
         totals = db.totals_by_day(first, last)
     finally:
         db.dispose()
@@ -175,10 +180,29 @@ def reconciliation(
         control, confirmed = landing_calendar_controls(period, pq.read_table(calendar_path))
         table = pa.concat_tables([control, table])
         queue = pa.concat_tables([queue, confirmed])
-    store.write({RECONCILIATION: (period, table), EXCEPTIONS: (period, queue)})
     frame = pl.from_arrow(table)
     exceptions = pl.from_arrow(queue)
     assert isinstance(frame, pl.DataFrame) and isinstance(exceptions, pl.DataFrame)
+    # The reconciliation and its exceptions are written even when a control does not tie:
+    # they are how a controller finds out why. The step still fails, so nothing downstream
+    # (exports, events, publication) runs on the month.
+    yield from commit_if_checks_pass(
+        store,
+        {},
+        [
+            check_result(
+                names.RECONCILIATION_NO_UNEXPLAINED_VARIANCE,
+                dg.AssetKey(RECONCILIATION),
+                [(first, reconciliation_explained(frame))],
+            ),
+            check_result(
+                names.EXCEPTIONS_SCHEMA,
+                dg.AssetKey(EXCEPTIONS),
+                [(first, validate_schema(Exceptions, exceptions))],
+            ),
+        ],
+        reports={RECONCILIATION: (period, table), EXCEPTIONS: (period, queue)},
+    )
     by_status = frame.group_by("status").len().sort("status")
     by_kind = exceptions.group_by("severity", "kind").agg(cases=pl.len()).sort("severity", "kind")
     yield dg.MaterializeResult(
@@ -207,14 +231,4 @@ def reconciliation(
             ),
             "path": dg.MetadataValue.path(str(store.partition_path(EXCEPTIONS, period))),
         },
-    )
-    yield check_result(
-        names.RECONCILIATION_NO_UNEXPLAINED_VARIANCE,
-        dg.AssetKey(RECONCILIATION),
-        [(first, reconciliation_explained(frame))],
-    )
-    yield check_result(
-        names.EXCEPTIONS_SCHEMA,
-        dg.AssetKey(EXCEPTIONS),
-        [(first, validate_schema(Exceptions, exceptions))],
     )

@@ -6,8 +6,7 @@ import dagster as dg
 import polars as pl
 import pyarrow.parquet as pq
 
-from assets.billing import month_bounds
-from assets.ingest import check_result
+from assets.gates import check_result, commit_if_checks_pass, open_month
 from assets.invoice import INVOICE_LINES, PREPAID_BALANCES, invoice_history
 from checks import names
 from checks.outcome import markdown_table, validate_schema
@@ -20,13 +19,19 @@ from resources.warehouse import WarehouseResource
 REVENUE_SCHEDULE = "revenue_schedule"
 
 
-@dg.asset(
-    name=REVENUE_SCHEDULE,
-    description="Revenue recognised per obligation and month, and what stays deferred.",
-    group_name="close",
-    kinds={"parquet", "duckdb"},
-    deps=[INVOICE_LINES, PREPAID_BALANCES],
+@dg.multi_asset(
+    specs=[
+        dg.AssetSpec(
+            REVENUE_SCHEDULE,
+            description="Revenue recognised per obligation and month, and what stays deferred.",
+            group_name="close",
+            kinds={"parquet", "duckdb"},
+            deps=[INVOICE_LINES, PREPAID_BALANCES],
+            skippable=True,
+        )
+    ],
     partitions_def=close_monthly_partition,
+    can_subset=True,
     backfill_policy=dg.BackfillPolicy.multi_run(1),
     check_specs=[
         dg.AssetCheckSpec(
@@ -41,10 +46,11 @@ def revenue_schedule(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     control_db: ControlDbResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
-    period = context.partition_key[:7]
-    control_db.refuse_if_locked(period)
-    first, last = month_bounds(period)
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
+    month = open_month(context, control_db)
+    if month is None:
+        return
+    period, first, last = month.period, month.first, month.last
     store = warehouse.get()
     history = invoice_history(store, period)
     prepaid = pq.read_table(store.partition_path(PREPAID_BALANCES, period))
@@ -53,9 +59,20 @@ def revenue_schedule(
         table = schedule_month(con, history, prepaid, period, first, last)
     finally:
         con.close()
-    store.write({REVENUE_SCHEDULE: (period, table)})
     frame = pl.from_arrow(table)
     assert isinstance(frame, pl.DataFrame)
+    key = dg.AssetKey(REVENUE_SCHEDULE)
+    yield from commit_if_checks_pass(
+        store,
+        {REVENUE_SCHEDULE: (period, table)},
+        [
+            check_result(
+                names.REVENUE_SCHEDULE_SCHEMA,
+                key,
+                [(first, validate_schema(RevenueSchedule, frame))],
+            )
+        ],
+    )
     totals = (
         frame.group_by("entity_id", "currency", "pattern")
         .agg(
@@ -66,15 +83,11 @@ def revenue_schedule(
         .sort("entity_id", "currency", "pattern")
     )
     yield dg.MaterializeResult(
+        asset_key=key,
         metadata={
             "period": period,
             "dagster/row_count": frame.height,
             "recognized_and_deferred": dg.MetadataValue.md(markdown_table(totals, limit=40)),
             "path": dg.MetadataValue.path(str(store.partition_path(REVENUE_SCHEDULE, period))),
-        }
-    )
-    yield check_result(
-        names.REVENUE_SCHEDULE_SCHEMA,
-        dg.AssetKey(REVENUE_SCHEDULE),
-        [(first, validate_schema(RevenueSchedule, frame))],
+        },
     )

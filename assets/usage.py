@@ -5,7 +5,8 @@ from collections.abc import Iterator
 import dagster as dg
 import polars as pl
 
-from assets.ingest import USAGE_EVENTS, check_result
+from assets.gates import check_result, failed_checks
+from assets.ingest import USAGE_EVENTS
 from assets.partition_days import partition_days
 from checks import names
 from checks.ingest import daily_usage_ties
@@ -47,7 +48,7 @@ def daily_usage(
     context: dg.AssetExecutionContext,
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
-) -> Iterator[dg.MaterializeResult | dg.AssetCheckResult]:
+) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     store = warehouse.get()
     meters = rating_ingest.meters_table(reference.get().meters())
     schema_outcomes = []
@@ -66,12 +67,15 @@ def daily_usage(
             table = aggregate_daily_usage(con, [source], meters)
         finally:
             con.close()
-        store.write({DAILY_USAGE: (day, table)})
         frame = pl.from_arrow(table)
         events = pl.read_parquet(source, columns=["meter", "quantity"])
         assert isinstance(frame, pl.DataFrame)
-        schema_outcomes.append((day, validate_schema(DailyUsage, frame)))
-        tie_outcomes.append((day, daily_usage_ties(events, frame)))
+        schema, ties = validate_schema(DailyUsage, frame), daily_usage_ties(events, frame)
+        schema_outcomes.append((day, schema))
+        tie_outcomes.append((day, ties))
+        # Write, check, then commit: a day that fails its checks keeps its previous version.
+        if schema.passed and ties.passed:
+            store.write({DAILY_USAGE: (day, table)})
         rows += frame.height
         by_meter.append(
             frame.group_by("meter", "aggregation").agg(
@@ -85,6 +89,18 @@ def daily_usage(
         .agg(pl.col("rows", "events").sum())
         .sort("meter")
     )
+    asset_key = dg.AssetKey(DAILY_USAGE)
+    checked = [
+        check_result(names.DAILY_USAGE_SCHEMA, asset_key, schema_outcomes),
+        check_result(names.DAILY_USAGE_TIES_TO_EVENTS, asset_key, tie_outcomes),
+    ]
+    yield from checked
+    failed = failed_checks(checked)
+    if failed:
+        raise dg.Failure(
+            description="daily_usage not written for the days that failed: " + "; ".join(failed),
+            allow_retries=False,
+        )
     yield dg.MaterializeResult(
         metadata={
             "dagster/row_count": rows,
@@ -92,6 +108,3 @@ def daily_usage(
             "path": dg.MetadataValue.path(str(store.table_dir(DAILY_USAGE))),
         }
     )
-    asset_key = dg.AssetKey(DAILY_USAGE)
-    yield check_result(names.DAILY_USAGE_SCHEMA, asset_key, schema_outcomes)
-    yield check_result(names.DAILY_USAGE_TIES_TO_EVENTS, asset_key, tie_outcomes)

@@ -24,6 +24,7 @@ import sys
 import time
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 # 2: the clean copy keeps each file's compression (1 wrote every file uncompressed).
 CLEAN_FORMAT = 2
@@ -186,7 +187,7 @@ def run_polars(clean: Path) -> dict[str, object]:
     }
 
 
-def _child(kind: str, work: Path) -> dict[str, object]:
+def _child(kind: str, work: Path) -> dict[str, Any]:
     """Run one measurement in a fresh interpreter and read back its JSON."""
     proc = subprocess.run(
         [sys.executable, "-m", "benchmarks.ingest", "--child", kind, "--work", str(work)],
@@ -248,15 +249,15 @@ def main(argv: list[str] | None = None) -> int:
         f"{'peak RSS MiB':>14}{'load before/after':>19}"
     )
     for kind, r in results.items():
-        rate = float(r["lines"]) / float(r["seconds"])  # type: ignore[arg-type]
+        rate = float(r["lines"]) / float(r["seconds"])
         print(
-            f"{kind:<22}{int(r['lines']):>14,}{float(r['seconds']):>10.1f}"  # type: ignore[call-overload]
-            f"{float(r['cpu_seconds']):>8.1f}"  # type: ignore[arg-type]
-            f"{rate:>14,.0f}{float(r['peak_rss_mib']):>14,.0f}"  # type: ignore[arg-type]
+            f"{kind:<22}{int(r['lines']):>14,}{float(r['seconds']):>10.1f}"
+            f"{float(r['cpu_seconds']):>8.1f}"
+            f"{rate:>14,.0f}{float(r['peak_rss_mib']):>14,.0f}"
             f"{load[kind][0]:>12.2f} / {load[kind][1]:.2f}"
         )
-    ratio = (float(ours["lines"]) / float(ours["seconds"])) / (  # type: ignore[arg-type]
-        float(reference["lines"]) / float(reference["seconds"])  # type: ignore[arg-type]
+    ratio = (float(ours["lines"]) / float(ours["seconds"])) / (
+        float(reference["lines"]) / float(reference["seconds"])
     )
     print(f"\nmeterclose throughput / clean DuckDB read_json: {ratio:.2f} (target ≥ 0.5)")
     days = ours["days"]

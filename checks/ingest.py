@@ -138,3 +138,47 @@ def daily_usage_ties(usage_events: pl.DataFrame, daily_usage: pl.DataFrame) -> C
         ),
         metadata={"by_meter": markdown_table(joined.drop("additive"))},
     )
+
+
+def quarantine_rate(
+    days: pl.DataFrame, warn_rate: float, error_rate: float
+) -> tuple[CheckOutcome, str]:
+    """Each landing day's quarantined share of its lines against two thresholds.
+
+    ``days`` has one row per day: ``landing_day``, ``raw_lines``, ``quarantined``. Returns
+    the outcome and its level: "ok", "warn" (a day above ``warn_rate``) or "error" (a day
+    above ``error_rate``, whose month then closes only once a controller confirms it).
+    """
+    rated = days.with_columns(
+        rate=pl.when(pl.col("raw_lines") > 0)
+        .then(pl.col("quarantined") / pl.col("raw_lines"))
+        .otherwise(0.0)
+    )
+    high = rated.filter(pl.col("rate") > warn_rate).sort("landing_day")
+    level = (
+        "ok" if high.height == 0 else "error" if high["rate"].max() > error_rate else "warn"  # type: ignore[operator]
+    )
+    shown = high.with_columns(rate=(pl.col("rate") * 100).round(2).cast(pl.String) + " %")
+    if level == "ok":
+        description = (
+            f"every landing day quarantined at most {warn_rate:.0%} of its lines"
+            if rated.height
+            else "no landing day ingested"
+        )
+    else:
+        worst = ", ".join(
+            f"{d} {r}" for d, r in zip(shown["landing_day"], shown["rate"], strict=True)
+        )
+        threshold = error_rate if level == "error" else warn_rate
+        description = f"quarantined above {threshold:.0%} of lines: {worst}"
+    outcome = CheckOutcome(
+        passed=level == "ok",
+        description=description,
+        metadata={
+            "warn_above": f"{warn_rate:.2%}",
+            "error_above": f"{error_rate:.2%}",
+            "days_above": high.height,
+            "days": markdown_table(shown.select("landing_day", "raw_lines", "quarantined", "rate")),
+        },
+    )
+    return outcome, level

@@ -12,7 +12,7 @@ import polars as pl
 class CheckOutcome:
     passed: bool
     description: str
-    metadata: dict[str, object] = field(default_factory=dict)
+    metadata: dict[str, str | int | float] = field(default_factory=dict)
 
 
 def validate_schema(schema: type[pa.DataFrameModel], frame: pl.DataFrame) -> CheckOutcome:

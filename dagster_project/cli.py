@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import getpass
 import os
+import socket
 import sys
 import time
 import warnings
@@ -14,9 +15,12 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from dagster_project import report
-from dagster_project.settings import REPO_ROOT, Settings, load_settings
+from dagster_project.instance import prepare_instance
+from dagster_project.settings import Settings, load_settings
 
 if TYPE_CHECKING:
+    from dagster import DagsterInstance, DagsterRun
+
     from resources.control_db import ControlDb
 
 DEMO_MONTHS = ("2026-09", "2026-10")
@@ -54,11 +58,7 @@ def _prepare(data_dir: str | None) -> Settings:
     os.environ["METERCLOSE_DATA_DIR"] = str(settings.data_dir)
     # Runs launched here must land in the instance `dagster dev` reads, so they show up in
     # the UI's run history and asset catalog.
-    home = Path(os.environ.setdefault("DAGSTER_HOME", str(REPO_ROOT / ".dagster_home")))
-    home.mkdir(parents=True, exist_ok=True)
-    config = home / "dagster.yaml"
-    if not config.exists():
-        config.write_text("telemetry:\n  enabled: false\n")
+    prepare_instance()
     return settings
 
 
@@ -257,12 +257,28 @@ def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str
     rules refused it, it failed or a check failed."""
     import dagster as dg
 
-    from assets.close import REFUSED_TAG
+    from assets.gates import REFUSED_TAG
     from dagster_project.definitions import build_definitions
+    from dagster_project.jobs import ACTIVE_RUN_STATUSES, PARTITION_TAG
 
     _say(what)
     instance = dg.DagsterInstance.get()
-    job = build_definitions(settings).resolve_job_def(job_name)
+    definitions = build_definitions(settings)
+    job = definitions.resolve_job_def(job_name)
+    # The run queue keeps two runs of one partition apart in the UI; a run made here does
+    # not pass through it, so it asks the instance itself.
+    partition = kwargs.get("partition_key")
+    if partition:
+        active = instance.get_runs(
+            filters=dg.RunsFilter(statuses=ACTIVE_RUN_STATUSES, tags={PARTITION_TAG: partition})
+        )
+        busy = [run for run in active if not _orphaned(instance, run)]
+        if busy:
+            raise SystemExit(
+                f"{partition} is busy: run {busy[0].run_id} ({busy[0].job_name}) is "
+                f"{busy[0].status.value.lower()}; wait for it to finish (see the Dagster UI)"
+            )
+    kwargs["tags"] = {**kwargs.get("tags", {}), CLI_PID_TAG: str(os.getpid()), CLI_HOST_TAG: HOST}
     result = job.execute_in_process(
         instance=instance,
         run_config={
@@ -280,13 +296,45 @@ def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str
         failure = next((e for e in result.all_events if e.is_failure), None)
         message = failure.message if failure else "see the run in the Dagster UI"
         raise SystemExit(f"{what} failed (run {result.run_id}): {message}")
-    failed = [c for c in result.get_asset_check_evaluations() if not c.passed]
+    graph = definitions.resolve_asset_graph()
+    evaluations = result.get_asset_check_evaluations()
+    for alert in (c for c in evaluations if not c.passed):
+        if not graph.get_check_spec(alert.asset_check_key).blocking:
+            _say(f"{alert.severity.value.lower()}: {alert.check_name}: {alert.description}")
+    failed = [
+        c for c in evaluations if not c.passed and graph.get_check_spec(c.asset_check_key).blocking
+    ]
     if failed:
         raise SystemExit(
             f"{what}: blocking checks failed: "
             + "; ".join(f"{c.check_name}: {c.description}" for c in failed)
         )
     return str(result.run_id)
+
+
+# A run made by this CLI says which process runs it, so that one left behind by a killed
+# process is not taken for a run under way.
+CLI_PID_TAG = "meterclose/cli_pid"
+CLI_HOST_TAG = "meterclose/cli_host"
+HOST = socket.gethostname()
+
+
+def _orphaned(instance: DagsterInstance, run: DagsterRun) -> bool:
+    """A CLI run on this machine whose process is gone: marked failed, so it stops holding
+    its partition (runs from the UI are watched by Dagster's own run monitoring)."""
+    pid = run.tags.get(CLI_PID_TAG)
+    if pid is None or run.tags.get(CLI_HOST_TAG) != HOST:
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        instance.report_run_failed(
+            run, f"the meterclose process ({pid}) that ran it ended without finishing it"
+        )
+        return True
+    except PermissionError:
+        return False
+    return False
 
 
 def months_to_close(settings: Settings, days: Sequence[date]) -> list[str]:
@@ -430,12 +478,7 @@ def cmd_reprocess(args: argparse.Namespace) -> int:
         run_config={"ops": {"request_reprocessing": {"config": config}}},
     )
     booked_in = _with_db(settings, lambda db: db.open_period())
-    _say(
-        f"{args.period} will be restated when {booked_in} (the open period) is closed; the "
-        f"difference is billed and booked there as prior-period adjustments, and "
-        f"{args.period} stays as it was locked. Close {booked_in} once its landing days are "
-        f"in: meterclose close --period {booked_in}"
-    )
+    report.print_restatement(settings, args.period, str(booked_in))
     return 0
 
 

@@ -9,8 +9,10 @@ from assets.exports import erp_exports
 from assets.ingest import ingest_landing_day
 from assets.invoice import invoice_lines
 from assets.journals import journal_lines
+from assets.landing import landing_files, landing_freshness_checks, landing_freshness_sensor
 from assets.publish import erp_publication
 from assets.reconcile import reconciliation
+from assets.restatement import request_reprocessing
 from assets.revenue import revenue_schedule
 from assets.usage import daily_usage
 from dagster_project.jobs import (
@@ -33,6 +35,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
     """The same definitions for `dagster dev` and the CLI; only the settings differ."""
     return dg.Definitions(
         assets=[
+            landing_files,
             ingest_landing_day,
             daily_usage,
             landing_calendar,
@@ -45,6 +48,7 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             business_events,
             erp_publication,
             close_record,
+            request_reprocessing,
         ],
         jobs=[
             ingest_job,
@@ -57,7 +61,8 @@ def build_definitions(settings: Settings | None = None) -> dg.Definitions:
             reprocess_job,
         ],
         schedules=[nightly_ingest_schedule, month_end_close_schedule],
-        sensors=[landing_files_sensor, stale_dedup_window_sensor],
+        asset_checks=landing_freshness_checks,
+        sensors=[landing_files_sensor, stale_dedup_window_sensor, landing_freshness_sensor],
         resources=build_resources(settings),
     )
 

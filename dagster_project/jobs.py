@@ -9,23 +9,37 @@ from datetime import date
 
 import dagster as dg
 
-from assets.close import refuse
+from assets.gates import refuse
 from dagster_project.partitions import close_monthly_partition, usage_daily_partition
 from dagster_project.settings import SettingsResource
 from lifecycle import transitions
 from resources.control_db import ControlDbResource
 from resources.webhook import WebhookResource
 
+# What keeps runs apart (see dagster.yaml's run queue): one run per partition at a time,
+# and one ingest at a time (each day's deduplication reads the days before it).
+PARTITION_TAG = "dagster/partition"
+QUEUE_TAG = "meterclose/queue"
+ACTIVE_RUN_STATUSES = [
+    dg.DagsterRunStatus.QUEUED,
+    dg.DagsterRunStatus.NOT_STARTED,
+    dg.DagsterRunStatus.STARTING,
+    dg.DagsterRunStatus.STARTED,
+]
+
 ingest_job = dg.define_asset_job(
     "ingest_job",
     selection=dg.AssetSelection.groups("ingest"),
     partitions_def=usage_daily_partition,
+    tags={QUEUE_TAG: "ingest"},
     description="Ingest landing days into usage_events (+ quarantine, duplicates) and daily_usage.",
 )
 
 close_job = dg.define_asset_job(
     "close_job",
-    selection=dg.AssetSelection.groups("billing", "close"),
+    # Restating a locked month is its own job (reprocess_job).
+    selection=dg.AssetSelection.groups("billing", "close")
+    - dg.AssetSelection.assets("restatement"),
     partitions_def=close_monthly_partition,
     description=(
         "Close a month (prepared_by in the landing_calendar config): check its landing "
@@ -51,53 +65,21 @@ def _refused(context: dg.OpExecutionContext, exc: transitions.Refused) -> None:
     refuse(context, str(exc))
 
 
-class ReprocessConfig(dg.Config):  # type: ignore[misc]
-    """Why the month is restated, and who asks."""
-
-    reason: str
-    requested_by: str
-
-
-@dg.op(description="Record a controller's request to restate a locked month.")
-def request_reprocessing(
-    context: dg.OpExecutionContext,
-    config: ReprocessConfig,
-    control_db: ControlDbResource,
-    settings: SettingsResource,
-) -> str:
-    period = context.partition_key
-    db = control_db.get()
-    try:
-        booked_in = transitions.request_reprocess(
-            settings.get(), db, period, config.requested_by, config.reason, context.run_id
-        )
-    except transitions.Refused as exc:
-        _refused(context, exc)
-        return ""
-    finally:
-        db.dispose()
-    context.log.info(
-        f"{period} will be restated when {booked_in} (the open period) is closed: run "
-        f"close_job for partition {booked_in}; the difference is booked there as "
-        "prior-period adjustments, and the locked month is not rewritten"
-    )
-    return booked_in
-
-
-@dg.job(
+reprocess_job = dg.define_asset_job(
+    "reprocess_job",
+    selection=dg.AssetSelection.assets("restatement"),
     partitions_def=close_monthly_partition,
     description=(
         "Reprocess a locked month (pick it in the partition picker; reason and requested_by "
-        "in the launchpad config): the next close of the open period restates it under the "
-        "reference data it was locked with and books the difference there. A locked "
-        "month's own partitions are never rewritten."
+        "in the launchpad config): records the request and shows at once, on the "
+        "restatement asset, the adjustment lines it makes from today's events and reference "
+        "data. The next close of the open period books them. A locked month's own "
+        "partitions are never rewritten."
     ),
 )
-def reprocess_job() -> None:
-    request_reprocessing()
 
 
-class DeliveryConfig(dg.Config):  # type: ignore[misc]
+class DeliveryConfig(dg.Config):
     """Which events to deliver: one period's, or every one waiting (empty)."""
 
     period: str = ""
@@ -140,7 +122,7 @@ def deliver_events_job() -> None:
     deliver_business_events()
 
 
-class ApprovalConfig(dg.Config):  # type: ignore[misc]
+class ApprovalConfig(dg.Config):
     """Whose approval, for which entities (none listed: all of them)."""
 
     approved_by: str
@@ -184,7 +166,7 @@ def approve_job() -> None:
     approve_period_journals()
 
 
-class LockConfig(dg.Config):  # type: ignore[misc]
+class LockConfig(dg.Config):
     """Who locks the month."""
 
     locked_by: str
@@ -224,7 +206,7 @@ def lock_job() -> None:
     lock_period()
 
 
-class ConfirmDayConfig(dg.Config):  # type: ignore[misc]
+class ConfirmDayConfig(dg.Config):
     """The landing day a controller confirms complete as it stands, why, and who."""
 
     day: str

@@ -21,6 +21,14 @@ usage_daily_partition = dg.DailyPartitionsDefinition(
     end_date=(_today + timedelta(days=1)).isoformat() if _today else None,
 )
 
+# The landing days themselves, through yesterday (end_offset=0): a day is due once it has
+# ended, which is what the landing freshness check asks of the latest partition.
+landing_daily_partition = dg.DailyPartitionsDefinition(
+    start_date=FIRST_DAY.isoformat(),
+    end_offset=0,
+    end_date=_today.isoformat() if _today else None,
+)
+
 # Calendar months, keyed as the product names periods (2026-10), up to the last one that
 # has ended: a month is rated and closed after it ends (and once its landing calendar is
 # complete, which the close itself checks).

@@ -330,3 +330,26 @@ def print_status(settings: Settings, periods: Sequence[str]) -> None:
     _say(f"open period: {open_period or (periods[0] if periods else '-')}")
     if notes:
         _say("what blocks each month's next step:\n" + "\n".join(notes))
+
+
+def print_restatement(settings: Settings, period: str, booked_in: str) -> None:
+    """What a reprocess request of a locked month changes, per currency."""
+    import polars as pl
+
+    path = settings.warehouse_dir / "restatement" / f"{period}.parquet"
+    lines = pl.read_parquet(path)
+    by_currency = (
+        lines.group_by("currency")
+        .agg(lines=pl.len(), amount=pl.col("amount").sum())
+        .sort("currency")
+    )
+    difference = ", ".join(
+        f"{row['amount']:,.{_places(row['currency'])}f} {row['currency']} ({row['lines']} lines)"
+        for row in by_currency.iter_rows(named=True)
+    )
+    _say(
+        f"{period} restated from today's events and reference data: "
+        f"{difference or 'no difference'}. {period} stays as it was locked; the difference is "
+        f"billed and booked in {booked_in} (the open period) when it is closed: "
+        f"meterclose close --period {booked_in}, once its landing days are in"
+    )

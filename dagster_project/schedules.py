@@ -28,8 +28,9 @@ CLOSE_DAY = _settings.close_day
 
 
 # After a grace window for late data (the first days of the month), the previous month is
-# closed: rated, invoiced, scheduled, booked and reconciled. Locking is left to a controller
-# who has read the reconciliation (`meterclose lock`), as approval is in any finance team.
+# prepared: rated, invoiced, scheduled, booked and reconciled. Approval, publication and the
+# lock are left to people who have read the reconciliation (approve_job, publish_job and
+# lock_job in the UI, or the CLI), as in any finance team.
 @dg.schedule(
     cron_schedule=f"0 6 {CLOSE_DAY} * *",
     job=close_job,

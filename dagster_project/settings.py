@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime
 from pathlib import Path
 
-import dagster as dg
+from resources.base import ConfigurableResource
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LATENESS_DAYS = 35
@@ -178,7 +178,7 @@ def _fraction_env(name: str, default: float) -> float:
     return value
 
 
-class SettingsResource(dg.ConfigurableResource):  # type: ignore[misc]
+class SettingsResource(ConfigurableResource):
     """The settings the close's rules read (paths, clock, calendar, policies), handed to
     assets and ops as a resource so a run uses the settings it was launched with."""
 

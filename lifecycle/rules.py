@@ -121,12 +121,16 @@ class MonthFacts:
 
 
 def _refused_locked(facts: MonthFacts, action: str) -> Decision:
+    return refused_locked(facts.period, facts.locked_by or "", facts.locked_at or "", action)
+
+
+def refused_locked(period: str, locked_by: str, locked_at: str, action: str) -> Decision:
+    """A locked month is never rewritten: restating it goes through a reprocess request."""
     return Decision(
         False,
-        f"{facts.period} is locked (by {facts.locked_by} at {facts.locked_at}): it is never "
-        f"{action} again",
-        f"to restate it, run reprocess_job for partition {facts.period} "
-        f"(meterclose reprocess --period {facts.period} --reason …); the difference is "
+        f"{period} is locked (by {locked_by} at {locked_at}): it is never {action} again",
+        f"to restate it, run reprocess_job for partition {period} "
+        f"(meterclose reprocess --period {period} --reason …); the difference is "
         "booked in the open period",
     )
 

@@ -13,12 +13,12 @@ from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import sqlalchemy as sa
 from alembic import command
 from alembic.config import Config
 
 from rating.periods import next_period
+from resources.base import ConfigurableResource
 
 metadata = sa.MetaData()
 
@@ -434,17 +434,6 @@ class ControlDb:
             )
         return PeriodLock(**row) if row else None
 
-    def refuse_if_locked(self, period: str) -> None:
-        """Raise if ``period`` is closed: a locked month is never rewritten."""
-        lock = self.lock(period)
-        if lock is not None:
-            raise PeriodLockedError(
-                f"period {period} is locked: closed by {lock.locked_by} at "
-                f"{lock.locked_at:%Y-%m-%d %H:%M} UTC in run {lock.run_id}. Late events for it "
-                "are booked in the open period; to restate it, reprocess it "
-                f"(`meterclose reprocess --period {period}`), which books the difference there"
-            )
-
     def open_period(self) -> str | None:
         """The earliest month not locked after the first locked one (None before any lock)."""
         locked = [lock.period for lock in self.locks()]
@@ -468,7 +457,7 @@ class ControlDb:
                 f"period {period} cannot be locked: the open period is {open_period} "
                 "(months are closed in order)"
             )
-        row = {
+        row: dict[str, Any] = {
             "period": period,
             "locked_by": locked_by,
             "locked_at": datetime.now(UTC),
@@ -505,6 +494,13 @@ class ControlDb:
                 )
             )
         return open_period
+
+    def reprocess_requests(self) -> list[dict[str, Any]]:
+        """Every request to restate a locked month, oldest first, with where it was booked
+        (None while pending: the open period's lock books it)."""
+        query = sa.select(reprocess_request).order_by(reprocess_request.c.request_id)
+        with self.engine.connect() as conn:
+            return [dict(row) for row in conn.execute(query).mappings()]
 
     def reprocessing(self, period: str) -> list[str]:
         """Locked months to restate in ``period``'s close: requests not yet booked, or booked
@@ -636,7 +632,7 @@ class ControlDb:
         self, received_date: date, confirmed_by: str, reason: str, status: str, run_id: str | None
     ) -> Confirmation:
         """Record (or renew) a controller's confirmation that a landing day is complete."""
-        row = {
+        row: dict[str, Any] = {
             "received_date": received_date,
             "confirmed_by": confirmed_by,
             "confirmed_at": datetime.now(UTC),
@@ -709,7 +705,7 @@ class ControlDb:
         self.engine.dispose()
 
 
-class ControlDbResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ControlDbResource(ConfigurableResource):
     """The control database (SQLAlchemy URL; secrets belong in the environment)."""
 
     url: str
@@ -718,11 +714,3 @@ class ControlDbResource(dg.ConfigurableResource):  # type: ignore[misc]
         db = ControlDb(self.url)
         db.migrate()
         return db
-
-    def refuse_if_locked(self, period: str) -> None:
-        """Stop a step that would rewrite a locked month (see ``ControlDb.refuse_if_locked``)."""
-        db = self.get()
-        try:
-            db.refuse_if_locked(period)
-        finally:
-            db.dispose()

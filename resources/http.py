@@ -62,7 +62,7 @@ class RateLimitedSession(requests.Session):
         self._bucket = bucket
         self._timeout = timeout
 
-    def request(self, method: str | bytes, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
+    def request(self, method: str, url: str | bytes, *args: Any, **kwargs: Any) -> Any:
         if self._limiter is not None:
             self._limiter.try_acquire(self._bucket)
         kwargs.setdefault("timeout", self._timeout)

@@ -9,7 +9,6 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import dagster as dg
 import polars as pl
 import pyarrow as pa
 import sqlalchemy as sa
@@ -21,6 +20,7 @@ from rating.credits import parse_credits
 from rating.errors import ReferenceDataError
 from rating.meters import Meter, parse_meters
 from rating.plans import Plan, parse_plans
+from resources.base import ConfigurableResource
 
 CUSTOMER_COLUMNS = ("customer_id", "name", "entity_id", "currency", "country")
 
@@ -182,7 +182,7 @@ class ReferenceData:
         the account of each role and revenue family, per entity."""
         entity_ids = self.entities()["entity_id"].to_pylist()
         if self.url:
-            document: dict[str, Any] = {}
+            document: dict[str | None, Any] = {}
             for row in self._sql_rows("accounts"):
                 roles = document.setdefault(row.get("entity_id"), {})
                 if row.get("role") == "revenue":
@@ -396,7 +396,7 @@ class ReferenceSnapshot:
     digest: str
 
 
-class ReferenceDataResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ReferenceDataResource(ConfigurableResource):
     """Meters, customers and the rest of the reference data (files or a SQL export)."""
 
     directory: str

@@ -8,12 +8,12 @@ from collections.abc import Mapping
 from datetime import date
 from pathlib import Path
 
-import dagster as dg
 import duckdb
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from rating.ingest import connect
+from resources.base import ConfigurableResource
 
 # Fixed writer settings: a rerun of a partition must produce the same bytes.
 _PARQUET_OPTIONS = {
@@ -76,7 +76,7 @@ class Warehouse:
                 final.parent.mkdir(parents=True, exist_ok=True)
                 tmp = final.with_name(f".{final.name}.{uuid.uuid4().hex}.tmp")
                 settings = {**_PARQUET_OPTIONS, **(options or {}).get(table, {})}
-                pq.write_table(data, tmp, **settings)  # type: ignore[arg-type]
+                pq.write_table(data, tmp, **settings)
                 staged.append((tmp, final))
         except BaseException:
             for tmp, _ in staged:
@@ -87,7 +87,7 @@ class Warehouse:
         return {table: final for (table, _), (_, final) in zip(tables.items(), staged, strict=True)}
 
 
-class WarehouseResource(dg.ConfigurableResource):  # type: ignore[misc]
+class WarehouseResource(ConfigurableResource):
     """Where the Parquet tables and the DuckDB views live."""
 
     root: str

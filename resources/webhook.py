@@ -49,11 +49,11 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-import dagster as dg
 import requests
 import sqlalchemy as sa
 from pyrate_limiter import Limiter
 
+from resources.base import ConfigurableResource
 from resources.control_db import ControlDb, event_outbox
 from resources.http import RetryPolicy, rate_limiter, session
 
@@ -388,7 +388,7 @@ def _count(report: DeliveryReport, outcome: _Outcome | None, consecutive: int) -
     return consecutive + 1
 
 
-class WebhookResource(dg.ConfigurableResource):  # type: ignore[misc]
+class WebhookResource(ConfigurableResource):
     """Where business events are delivered: the endpoint, and how hard to try."""
 
     endpoint: str

@@ -5,6 +5,7 @@ currencies — worked out by hand in the comments."""
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable
 from datetime import date, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -251,9 +252,18 @@ def test_a_missing_revenue_account_stops_the_close(
     result = close(resources, "2026-09")
     failed = [c.check_name for c in result.get_asset_check_evaluations() if not c.passed]
     assert failed == ["journal_lines_have_accounts_and_rates"]
-    # The blocking check stops the close there: nothing is reconciled on unmapped journals.
-    assert not (data_dir / "warehouse" / "reconciliation" / "2026-09.parquet").exists()
-    lines = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "2026-09.parquet")
+    # The blocking check stops the close there: nothing is reconciled on unmapped journals,
+    # and the journals themselves are not committed (the partition is not materialized).
+    warehouse = data_dir / "warehouse"
+    assert not (warehouse / "reconciliation" / "2026-09.parquet").exists()
+    assert not (warehouse / "journal_lines" / "2026-09.parquet").exists()
+    materialized = {
+        str(m.materialization.asset_key.path[-1]) for m in result.get_asset_materialization_events()
+    }
+    assert "journal_lines" not in materialized
+    assert {"billable_usage", "invoice_lines", "revenue_schedule"} <= materialized
+    # What failed is kept aside for whoever investigates.
+    lines = pl.read_parquet(warehouse / "_rejected" / "journal_lines" / "2026-09.parquet")
     unmapped = lines.filter(pl.col("account").is_null())
     assert set(unmapped["product_family"]) == {"seats"}
     assert set(unmapped["entity_id"]) == {"EU01"}
@@ -302,7 +312,9 @@ def schedule(
             schedule_month(duckdb.connect(), history, empty_prepaid_balances(), period, first, last)
         )
         assert isinstance(frame, pl.DataFrame)
-        out[period] = frame["recognized"].sum() if frame.height else D(0)
+        recognized = frame["recognized"].sum() if frame.height else D(0)
+        assert isinstance(recognized, Decimal)
+        out[period] = recognized
     return out
 
 
@@ -473,8 +485,22 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
 
     invoices = data_dir / "warehouse" / "invoice_lines" / "2026-09.parquet"
     before = invoices.read_bytes()
-    with pytest.raises(Exception, match=r"period 2026-09 is locked: closed by alice"):
-        dg.materialize(ASSETS, partition_key="2026-09", resources=resources)
+    # Materialising the month's assets directly is refused too: every step ends skipped,
+    # nothing is materialised or checked, and the run says why in one line.
+    instance = dg.DagsterInstance.ephemeral()
+    refused = dg.materialize(
+        ASSETS, partition_key="2026-09", resources=resources, instance=instance
+    )
+    assert refused.success
+    assert refused.get_asset_materialization_events() == []
+    assert refused.get_asset_check_evaluations() == []
+    run = instance.get_run_by_id(refused.run_id)
+    assert run is not None
+    assert re.match(
+        r"2026-09 is locked \(by alice at .*\): it is never closed again; to restate it, run "
+        r"reprocess_job for partition 2026-09",
+        run.tags["meterclose/refused"],
+    ), run.tags
     assert invoices.read_bytes() == before
     with pytest.raises(SystemExit, match=r"2026-09 is locked \(by alice at .*reprocess_job"):
         close_month(settings, "2026-09", "bob")
@@ -484,12 +510,12 @@ def test_closing_locks_the_month_and_a_locked_month_is_never_rewritten(
     # Closed by the schedule (no lock), reviewed, then locked by a controller.
     close_month(settings, "2026-10", None)
     assert db.open_period() == "2026-10"
-    lock = ["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]
+    lock_argv = ["--data-dir", str(data_dir), "lock", "--period", "2026-10", "--by", "dave"]
     with pytest.raises(SystemExit, match=r"journals of EU01, US01 are not approved"):
-        cli.main(lock)
+        cli.main(lock_argv)
     approve = ["--data-dir", str(data_dir), "approve", "--period", "2026-10", "--by", "erin"]
     assert cli.main(approve) == 0
-    assert cli.main(lock) == 0
+    assert cli.main(lock_argv) == 0
     approved = [e for e in db.outbox("2026-10") if e["event_type"] == "RevenueJournalApproved"]
     assert [json.loads(e["payload"])["data"]["approved_by"] for e in approved] == ["erin"] * 2
     issued = [e for e in db.outbox("2026-10") if e["event_type"] == "InvoiceIssued"]
@@ -558,10 +584,26 @@ def test_late_events_for_a_locked_month_are_billed_in_the_open_period(
     queue = pl.read_parquet(warehouse / "exceptions" / "2026-10.parquet")
     assert "prior_period_adjusted" in set(queue["kind"])
 
-    # A controller asks to reprocess September: recorded, and booked in October's lock.
+    # A controller asks to reprocess September (reprocess_job, through the CLI): the
+    # request is recorded, and the difference it makes shows at once — the 2.00 October's
+    # close books, once — without touching September.
+    reprocess = ["--data-dir", str(data_dir), "reprocess", "--period", "2026-09"]
+    assert cli.main([*reprocess, "--reason", "credit granted late", "--by", "carol"]) == 0
+    restated = pl.read_parquet(warehouse / "restatement" / "2026-09.parquet")
+    assert restated.select("invoice_id", "kind", "amount", "request_id").rows() == [
+        ("INV-C-3-20261101-U", "prior_period_adjustment", D("2.00"), 1)
+    ]
+    assert (invoices / "2026-09.parquet").read_bytes() == locked
     db = ControlDb(settings.control_db_url)  # type: ignore[attr-defined]
-    assert db.request_reprocess("2026-09", "carol", "credit granted late") == "2026-10"
+    (request,) = db.reprocess_requests()
+    assert (request["period"], request["requested_by"], request["booked_in"]) == (
+        "2026-09",
+        "carol",
+        None,
+    )
     assert db.reprocessing("2026-10") == ["2026-09"]
+    close_month(settings, "2026-10", None)
+    assert (invoices / "2026-10.parquet").read_bytes() == first_run  # still booked once
     cli.approve_period(settings, "2026-10", None, "bob")  # type: ignore[arg-type]
     cli.lock_period(settings, "2026-10", "bob")  # type: ignore[arg-type]
     assert db.reprocessing("2026-10") == ["2026-09"]  # October's own rerun would book it

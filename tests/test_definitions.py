@@ -14,6 +14,7 @@ def test_assets_and_blocking_checks() -> None:
     graph = defs.resolve_asset_graph()
     keys = {k.to_user_string() for k in graph.get_all_asset_keys()}
     assert keys == {
+        "landing_files",
         "usage_events",
         "quarantined_events",
         "duplicate_events",
@@ -32,6 +33,7 @@ def test_assets_and_blocking_checks() -> None:
         "erp_reconciliation",
         "erp_exceptions",
         "close_record",
+        "restatement",
     }
     checks = {(c.asset_key.to_user_string(), c.name) for c in graph.asset_check_keys}
     assert checks == {
@@ -56,9 +58,17 @@ def test_assets_and_blocking_checks() -> None:
         ("erp_exports", names.ERP_EXPORTS_BALANCE),
         ("erp_reconciliation", names.ERP_RECONCILIATION_NO_UNEXPLAINED_VARIANCE),
         ("erp_exceptions", names.ERP_EXCEPTIONS_SCHEMA),
+        ("quarantined_events", names.QUARANTINE_RATE),
+        ("landing_files", "freshness_check"),
     }
+    # Every check on data the close computes blocks what follows it; the landing checks
+    # alert and leave the decision to the close's landing calendar.
+    alerts = {names.QUARANTINE_RATE, "freshness_check"}
     for key in graph.asset_check_keys:
-        assert graph.get_check_spec(key).blocking, key
+        assert graph.get_check_spec(key).blocking == (key.name not in alerts), key
+    # The source of everything, and what the close is downstream of.
+    assert graph.get(dg.AssetKey("landing_files")).is_external
+    assert dg.AssetKey("landing_files") in graph.get(dg.AssetKey("usage_events")).parent_keys
 
 
 def test_jobs_schedules_and_sensors() -> None:
@@ -90,7 +100,11 @@ def test_jobs_schedules_and_sensors() -> None:
         assert defs.resolve_job_def(job).partitions_def is not None, job
     assert defs.resolve_job_def("confirm_day_job").partitions_def is None
     sensors = {s.name for s in defs.sensors or []}
-    assert sensors == {"landing_files_sensor", "stale_dedup_window_sensor"}
+    assert sensors == {
+        "landing_files_sensor",
+        "stale_dedup_window_sensor",
+        "landing_freshness_sensor",
+    }
 
 
 def test_nightly_schedule_targets_yesterdays_landing_day() -> None:
@@ -118,7 +132,7 @@ def test_month_end_close_schedule_targets_the_previous_month() -> None:
     }
 
 
-def test_reprocess_job_records_the_request(tmp_path: object) -> None:
+def test_reprocess_job_refuses_a_month_that_is_not_locked(tmp_path: object) -> None:
     from pathlib import Path
 
     from dagster_project.definitions import build_definitions
@@ -140,19 +154,16 @@ def test_reprocess_job_records_the_request(tmp_path: object) -> None:
     config = {"reason": "late SLA credit", "requested_by": "carol"}
     instance = dg.DagsterInstance.ephemeral()
     run_config = {"ops": {"request_reprocessing": {"config": config}}}
-    # The controller picks the month in the partition picker.
-    result = job.execute_in_process(
-        run_config=run_config, partition_key="2026-09", instance=instance
-    )
-    assert result.output_for_node("request_reprocessing") == "2026-10"
-    assert db.reprocessing("2026-10") == ["2026-09"]
-    # An open month is closed again, not reprocessed: refused, not failed, saying so.
+    # An open month is closed again, not reprocessed: refused, not failed, saying so; no
+    # request is recorded and the restatement is not materialized.
     refused = job.execute_in_process(
         run_config=run_config, partition_key="2026-10", instance=instance
     )
     assert refused.success
+    assert refused.get_asset_materialization_events() == []
     run = instance.get_run_by_id(refused.run_id)
     assert run is not None and run.tags["meterclose/refused"].startswith(
         "2026-10 is not locked: there is nothing to restate; close it again instead"
     )
+    assert db.reprocess_requests() == []
     db.dispose()

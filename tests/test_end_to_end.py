@@ -121,9 +121,9 @@ def test_adding_the_unknown_customers_accepts_exactly_their_lines(
     unknown = quarantined.filter(pl.col("reason") == "unknown_customer")
     assert set(unknown["customer_id"]) <= set(UNKNOWN_CUSTOMERS) and unknown.height > 0
 
-    with (root / "reference" / "customers.csv").open("a") as f:
+    with (root / "reference" / "customers.csv").open("a") as stream:
         for customer in UNKNOWN_CUSTOMERS:
-            f.write(f"{customer},Late Customer {customer},US01,USD,US\n")
+            stream.write(f"{customer},Late Customer {customer},US01,USD,US\n")
     cli.run_ingest(settings, days)
     after = pl.read_parquet(settings.warehouse_dir / "quarantined_events" / "*.parquet")
     assert after.filter(pl.col("reason") == "unknown_customer").height == 0
@@ -133,7 +133,9 @@ def test_adding_the_unknown_customers_accepts_exactly_their_lines(
     assert keys <= set(usage.select("source", "event_id").iter_rows())
 
 
-def test_demo_command_prints_the_summary(tmp_path: Path, dagster_home: Path, capsys) -> None:
+def test_demo_command_prints_the_summary(
+    tmp_path: Path, dagster_home: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "demo"
     assert cli.main(["--data-dir", str(root), "demo"]) == 0
     out = capsys.readouterr().out

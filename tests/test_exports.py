@@ -42,7 +42,8 @@ def test_split_journals_keep_every_part_balanced_and_within_the_limit(
         functional_credit=pl.col("functional_credit").sum(),
         rates=pl.col("fx_rate_date").drop_nulls().n_unique(),
     )
-    assert totals["lines"].max() <= 6
+    most_lines = totals["lines"].max()
+    assert isinstance(most_lines, int) and most_lines <= 6
     assert (totals["debit"] == totals["credit"]).all()
     assert (totals["functional_debit"] == totals["functional_credit"]).all()
     assert totals["rates"].max() == 1  # one exchange rate per NetSuite journal entry

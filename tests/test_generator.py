@@ -12,9 +12,11 @@ import gzip
 import json
 import re
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any, NoReturn
 
 import polars as pl
 import pytest
@@ -26,10 +28,12 @@ MONTHS = ["2026-01", "2026-02"]
 EVENTS = 1500
 SEED = 11
 QUARANTINE_FAULTS = (*LINE_FAULTS, "too_late")
+# Two runs with the same arguments, and the first run's summary.
+Runs = tuple[Path, Path, dict[str, Any]]
 
 
 @pytest.fixture(scope="module")
-def runs(tmp_path_factory) -> tuple[Path, Path, dict]:
+def runs(tmp_path_factory: pytest.TempPathFactory) -> Runs:
     a = tmp_path_factory.mktemp("gen_a")
     b = tmp_path_factory.mktemp("gen_b")
     summary = generate(a, MONTHS, EVENTS, SEED)
@@ -38,12 +42,12 @@ def runs(tmp_path_factory) -> tuple[Path, Path, dict]:
 
 
 @pytest.fixture(scope="module")
-def out(runs) -> Path:
+def out(runs: Runs) -> Path:
     return runs[0]
 
 
 @pytest.fixture(scope="module")
-def manifest(out) -> pl.DataFrame:
+def manifest(out: Path) -> pl.DataFrame:
     return pl.read_parquet(out / "manifest" / "lines.parquet")
 
 
@@ -77,19 +81,24 @@ _RFC3339 = re.compile(r"^\d{4}-\d{2}-\d{2}[Tt]\d{2}:\d{2}:\d{2}(\.\d+)?([Zz]|[+-
 _NUMERIC = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def _reject_constant(name: str):
+def _reject_constant(name: str) -> NoReturn:
     raise ValueError(name)
 
 
-def _judge(lines, meters: list[dict], customers: set[str], lateness_days: int) -> list[dict]:
+def _judge(
+    lines: list[tuple[date, str, int, bytes]],
+    meters: list[dict[str, Any]],
+    customers: set[str],
+    lateness_days: int,
+) -> list[dict[str, Any]]:
     """The ingest's rules, applied to each line in arrival order (first failing rule wins)."""
-    by_type: dict[str, list[dict]] = {}
+    by_type: dict[str, list[dict[str, Any]]] = {}
     for m in meters:
         by_type.setdefault(m["event_type"], []).append(m)
     seen: set[tuple[str, str]] = set()
     result = []
     for day, file, line_no, raw in lines:
-        rec = {
+        rec: dict[str, Any] = {
             "received_date": day,
             "file": file,
             "line_no": line_no,
@@ -106,7 +115,7 @@ def _judge(lines, meters: list[dict], customers: set[str], lateness_days: int) -
             reason = "invalid_encoding"
         if reason is None and text.strip(" \t\r") == "":
             reason = "empty_line"
-        obj = None
+        obj: Any = None
         if reason is None:
             try:
                 obj = json.loads(text, parse_constant=_reject_constant)
@@ -181,7 +190,7 @@ def _judge(lines, meters: list[dict], customers: set[str], lateness_days: int) -
     return result
 
 
-def _ref(out: Path, name: str):
+def _ref(out: Path, name: str) -> Any:
     path = out / "reference" / name
     if name.endswith(".csv"):
         with path.open(newline="", encoding="utf-8") as f:
@@ -227,7 +236,7 @@ def _assert_manifest_matches_rules(out: Path, lateness_days: int) -> None:
 # --------------------------------------------------------------------------- tests
 
 
-def test_deterministic(runs):
+def test_deterministic(runs: Runs) -> None:
     a, b, _ = runs
     fa, fb = _files(a), _files(b)
     assert sorted(fa) == sorted(fb)
@@ -235,7 +244,7 @@ def test_deterministic(runs):
     assert different == []
 
 
-def test_gzip_members_have_no_name_and_no_mtime(out):
+def test_gzip_members_have_no_name_and_no_mtime(out: Path) -> None:
     gz = sorted((out / "landing" / "usage").rglob("*.gz"))
     plain = sorted((out / "landing" / "usage").rglob("*.ndjson"))
     assert gz and plain, "some files are gzip, some are not"
@@ -245,7 +254,7 @@ def test_gzip_members_have_no_name_and_no_mtime(out):
         assert head[4:8] == b"\x00\x00\x00\x00"  # mtime 0
 
 
-def test_summary_file_matches_return_value(runs):
+def test_summary_file_matches_return_value(runs: Runs) -> None:
     a, _, summary = runs
     on_disk = json.loads((a / "manifest" / "summary.json").read_text())
     assert on_disk == json.loads(json.dumps(summary))
@@ -257,7 +266,7 @@ def test_summary_file_matches_return_value(runs):
     }
 
 
-def test_manifest_accounts_for_every_line(out, manifest, runs):
+def test_manifest_accounts_for_every_line(out: Path, manifest: pl.DataFrame, runs: Runs) -> None:
     summary = runs[2]
     lines = _landing_lines(out)
     per_file = Counter(f for _, f, _, _ in lines)
@@ -277,7 +286,7 @@ def test_manifest_accounts_for_every_line(out, manifest, runs):
         assert 1 <= n <= 4
 
 
-def test_manifest_schema(manifest):
+def test_manifest_schema(manifest: pl.DataFrame) -> None:
     assert manifest.schema == pl.Schema(
         {
             "received_date": pl.Date,
@@ -307,11 +316,11 @@ def test_manifest_schema(manifest):
     )
 
 
-def test_manifest_matches_ingest_rules(out):
+def test_manifest_matches_ingest_rules(out: Path) -> None:
     _assert_manifest_matches_rules(out, 35)
 
 
-def test_fault_counts(out, manifest, runs):
+def test_fault_counts(out: Path, manifest: pl.DataFrame, runs: Runs) -> None:
     summary = runs[2]
     # the summary's per-fault counts are the manifest's
     assert dict(manifest.group_by("fault").len().iter_rows()) == {
@@ -327,7 +336,7 @@ def test_fault_counts(out, manifest, runs):
         assert faults["late_event"] >= 1
         assert summary["months"][month]["outcomes"]["accepted"] == EVENTS
     # each fault has its outcome and reason
-    expect = {
+    expect: dict[str, tuple[str, set[str | None]]] = {
         "none": ("accepted", {None}),
         "late_event": ("accepted", {None}),
         "duplicate_same_day": ("duplicate", {None}),
@@ -359,10 +368,10 @@ def test_fault_counts(out, manifest, runs):
     assert (same["received_date"] == same["first_date"]).all()
 
 
-def test_accepted_events_per_event_month(out):
+def test_accepted_events_per_event_month(out: Path) -> None:
     judged = _judged(out)
     lines = {(d, f, n): raw for d, f, n, raw in _landing_lines(out)}
-    months = Counter()
+    months: Counter[str] = Counter()
     late = 0
     for r in judged.filter(pl.col("outcome") == "accepted").iter_rows(named=True):
         t = json.loads(lines[(r["received_date"], r["file"], r["line_no"])])["time"]
@@ -372,7 +381,7 @@ def test_accepted_events_per_event_month(out):
     assert late > 0, "some events land after their month ended"
 
 
-def test_unknown_customers_become_accepted(out, manifest):
+def test_unknown_customers_become_accepted(out: Path, manifest: pl.DataFrame) -> None:
     judged = _judged(out, extra_customers=UNKNOWN_CUSTOMERS)
     was_unknown = manifest["reason"] == "unknown_customer"
     assert was_unknown.sum() >= len(MONTHS)
@@ -386,7 +395,7 @@ def test_unknown_customers_become_accepted(out, manifest):
 
 
 @pytest.mark.parametrize(("events", "lateness"), [(5, 35), (300, 3), (200, 0)])
-def test_small_and_edge_runs_match_rules(tmp_path, events, lateness):
+def test_small_and_edge_runs_match_rules(tmp_path: Path, events: int, lateness: int) -> None:
     summary = generate(tmp_path, ["2026-02", "2026-03"], events, 3, lateness_days=lateness)
     _assert_manifest_matches_rules(tmp_path, lateness)
     for month in ("2026-02", "2026-03"):
@@ -396,7 +405,7 @@ def test_small_and_edge_runs_match_rules(tmp_path, events, lateness):
         assert summary["months"][month]["outcomes"]["accepted"] == events
 
 
-def test_small_sample_is_small(out):
+def test_small_sample_is_small(out: Path) -> None:
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     assert total < 3_000_000  # 2 x 1500 events; the 2 x 4000 sample shipped in data/ is ~3 MB
 
@@ -406,7 +415,7 @@ def test_small_sample_is_small(out):
 _DEC = re.compile(r"^-?\d+(\.\d+)?$")
 
 
-def _walk_numbers(obj, path=""):
+def _walk_numbers(obj: Any, path: str = "") -> Iterator[tuple[str, Any]]:
     if isinstance(obj, dict):
         for k, v in obj.items():
             yield from _walk_numbers(v, f"{path}.{k}")
@@ -417,7 +426,7 @@ def _walk_numbers(obj, path=""):
         yield path, obj
 
 
-def test_reference_files_are_consistent(out):
+def test_reference_files_are_consistent(out: Path) -> None:
     entities = {e["entity_id"]: e for e in _ref(out, "entities.csv")}
     customers = {c["customer_id"]: c for c in _ref(out, "customers.csv")}
     products = {p["product_id"]: p for p in _ref(out, "products.csv")}
@@ -515,8 +524,8 @@ def test_reference_files_are_consistent(out):
 
     ids = [k["contract_id"] for k in contracts]
     assert len(ids) == len(set(ids))
-    amend_types = Counter()
-    features = Counter()
+    amend_types: Counter[str] = Counter()
+    features: Counter[str] = Counter()
     for k in contracts:
         assert k["customer_id"] in customers
         assert k["plan_id"] in plans

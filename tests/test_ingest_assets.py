@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -32,7 +33,9 @@ def table(warehouse: Path, name: str, day: date) -> pl.DataFrame:
     return pl.read_parquet(warehouse / name / f"{day.isoformat()}.parquet")
 
 
-def test_every_odd_line_lands_in_exactly_one_place(land: LandFn, resources, data_dir: Path) -> None:
+def test_every_odd_line_lands_in_exactly_one_place(
+    land: LandFn, resources: dict[str, object], data_dir: Path
+) -> None:
     good = event("e-1", data={"region": "eu"})
     land(
         DAY,
@@ -115,6 +118,10 @@ def test_every_odd_line_lands_in_exactly_one_place(land: LandFn, resources, data
     checks = {c.check_name: c for c in result.get_asset_check_evaluations()}
     assert checks[names.LINES_ACCOUNTED_FOR].passed
     assert checks[names.LINES_ACCOUNTED_FOR].metadata["raw"].value == 20
+    # 14 of 20 lines quarantined: far above the error threshold, flagged but not blocking.
+    rate = checks.pop(names.QUARANTINE_RATE)
+    assert not rate.passed and rate.severity == dg.AssetCheckSeverity.ERROR
+    assert rate.description == "quarantined above 5% of lines: 2026-09-03 70.0 %"
     assert all(c.passed for c in checks.values()), {k: c.description for k, c in checks.items()}
 
     daily = table(warehouse, "daily_usage", DAY).sort("meter")
@@ -128,7 +135,7 @@ def test_every_odd_line_lands_in_exactly_one_place(land: LandFn, resources, data
 
 
 def test_rerun_is_byte_identical_and_fixing_a_customer_accepts_quarantined_lines(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     land(DAY, "a.ndjson", [event("e-1"), event("e-2", subject="CUST-0003")])
     materialize(resources, DAY)
@@ -146,7 +153,7 @@ def test_rerun_is_byte_identical_and_fixing_a_customer_accepts_quarantined_lines
 
 
 def test_copy_landing_days_later_is_a_duplicate_of_the_first_arrival(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     original = event("e-1", time="2026-09-02T23:59:00Z")
     land(date(2026, 9, 2), "a.ndjson", [original])
@@ -160,7 +167,7 @@ def test_copy_landing_days_later_is_a_duplicate_of_the_first_arrival(
 
 
 def test_unreadable_gzip_fails_the_day_naming_the_file_and_writes_nothing(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     land(DAY, "a.ndjson", [event("e-1")])
     (data_dir / "landing/usage" / DAY.isoformat() / "b.ndjson.gz").write_bytes(b"\x1f\x8bnot gzip")
@@ -173,7 +180,11 @@ def test_unreadable_gzip_fails_the_day_naming_the_file_and_writes_nothing(
 
 @pytest.mark.parametrize("kept_rows", [None, 1])
 def test_a_range_in_one_run_settles_copies_against_days_still_being_written(
-    land: LandFn, resources, data_dir: Path, monkeypatch: pytest.MonkeyPatch, kept_rows: int | None
+    land: LandFn,
+    resources: dict[str, Any],
+    data_dir: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    kept_rows: int | None,
 ) -> None:
     # Days of a range overlap: a day is deduplicated while the day before is still being
     # written. With a key window too small to keep earlier days, they are read back from
@@ -212,7 +223,7 @@ def test_a_range_in_one_run_settles_copies_against_days_still_being_written(
 
 
 def test_an_unreadable_day_in_a_range_keeps_the_days_before_it_done(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, Any], data_dir: Path
 ) -> None:
     first, second = date(2026, 9, 1), date(2026, 9, 2)
     land(first, "a.ndjson", [event("e-1", time="2026-09-01T10:00:00Z")])

@@ -169,7 +169,7 @@ def fees(frame: pl.DataFrame, charge: str | None = None) -> list[tuple[Any, ...]
     return lines.select("invoice_date", "kind", "service_start", "service_end", "amount").rows()
 
 
-def D(text: str) -> Decimal:
+def D(text: str | int) -> Decimal:
     return Decimal(text)
 
 
@@ -590,5 +590,7 @@ def test_a_periods_fee_lines_sum_to_what_its_days_cost(
         exact = sum(D(seats_on(first + timedelta(days=n))) * D("25.00") / days for n in range(days))
         billed = seats_lines.filter(pl.col("service_start").dt.strftime("%Y-%m") == period)
         n = max(billed.height, 1)
-        assert abs(billed["amount_precise"].sum() - exact) <= D("1e-12") * n * 2
-        assert abs(billed["amount"].sum() - exact) <= D("0.005") * n
+        precise, amount = billed["amount_precise"].sum(), billed["amount"].sum()
+        assert isinstance(precise, Decimal) and isinstance(amount, Decimal)
+        assert abs(precise - exact) <= D("1e-12") * n * 2
+        assert abs(amount - exact) <= D("0.005") * n

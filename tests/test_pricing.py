@@ -8,7 +8,7 @@ the comment next to it.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from decimal import ROUND_HALF_EVEN, Decimal
@@ -85,7 +85,7 @@ def tiers_table(plans: dict[str, Sequence[Tier]], rate_models: Sequence[str] = (
     )
 
 
-def events_table(events: dict[str, Sequence[tuple[int, str, str]]]) -> pa.Table:
+def events_table(events: Mapping[str, Sequence[tuple[int, str, str]]]) -> pa.Table:
     """Events per item as (minutes after T0, event_order, amount)."""
     rows = [(item_id, *e) for item_id, evs in events.items() for e in evs]
     return pa.table(
@@ -715,7 +715,9 @@ def percentage_oracle(plan: dict[str, Any], amounts: list[Decimal]) -> Decimal:
         chargeable = amount
         if inside:
             chargeable = (
-                Decimal(0) if free_amount is None else max(before + amount - free_amount, 0)
+                Decimal(0)
+                if free_amount is None
+                else max(before + amount - free_amount, Decimal(0))
             )
         before += amount
         if inside and chargeable == 0:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import polars as pl
@@ -104,7 +105,7 @@ def at(d: int, hour: int = 10) -> str:
 
 
 @pytest.fixture
-def september(land: LandFn, resources, data_dir: Path) -> pl.DataFrame:
+def september(land: LandFn, resources: dict[str, object], data_dir: Path) -> pl.DataFrame:
     reference = data_dir / "reference"
     (reference / "products.csv").write_text(PRODUCTS)
     (reference / "plans.yaml").write_text(yaml.safe_dump({"plans": [PLAN]}))
@@ -145,7 +146,9 @@ def september(land: LandFn, resources, data_dir: Path) -> pl.DataFrame:
     return frame
 
 
-def line(frame: pl.DataFrame, start: int, charge: str, kind: str = "usage", group: str = "{}"):
+def line(
+    frame: pl.DataFrame, start: int, charge: str, kind: str = "usage", group: str = "{}"
+) -> dict[str, Any]:
     rows = frame.filter(
         (pl.col("segment_start") == day(start))
         & (pl.col("charge_id") == charge)
@@ -206,7 +209,7 @@ def test_breakdowns_add_up_to_the_precise_amount(september: pl.DataFrame) -> Non
 
 
 def test_billable_usage_asset_writes_the_month_and_passes_its_checks(
-    september: pl.DataFrame, resources, data_dir: Path
+    september: pl.DataFrame, resources: dict[str, object], data_dir: Path
 ) -> None:
     from assets.billing import billable_usage as billable_usage_asset
 
@@ -217,7 +220,7 @@ def test_billable_usage_asset_writes_the_month_and_passes_its_checks(
 
 
 def test_billing_refuses_a_month_whose_landing_days_are_not_ingested(
-    september: pl.DataFrame, land: LandFn, resources
+    september: pl.DataFrame, land: LandFn, resources: dict[str, object]
 ) -> None:
     from assets.billing import billable_usage as billable_usage_asset
 
@@ -276,7 +279,7 @@ def test_a_price_override_on_the_day_of_a_plan_change_applies_to_the_new_plan(
 
 
 def test_percentage_fees_per_price_group_take_only_that_groups_events(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     meters = data_dir / "reference" / "meters.yaml"
     meters.write_text(
@@ -307,7 +310,7 @@ def test_percentage_fees_per_price_group_take_only_that_groups_events(
 
 
 def test_percentage_events_at_the_same_instant_are_free_in_event_id_order(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     meters = data_dir / "reference" / "meters.yaml"
     meters.write_text(
@@ -340,7 +343,7 @@ def test_percentage_events_at_the_same_instant_are_free_in_event_id_order(
 
 
 def test_billing_refuses_a_month_with_a_day_whose_checks_failed(
-    september: pl.DataFrame, resources, data_dir: Path
+    september: pl.DataFrame, resources: dict[str, object], data_dir: Path
 ) -> None:
     import sqlalchemy as sa
 
@@ -379,4 +382,6 @@ def test_rating_from_daily_usage_equals_rating_from_events(
         day(30),
         daily_usage_files=sorted((warehouse / "daily_usage").glob("*.parquet")),
     )
-    assert pl.from_arrow(from_days).equals(september)
+    frame = pl.from_arrow(from_days)
+    assert isinstance(frame, pl.DataFrame)
+    assert frame.equals(september)

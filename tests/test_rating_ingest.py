@@ -6,6 +6,7 @@ import gzip
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import pyarrow as pa
 import pytest
@@ -61,7 +62,7 @@ def run(
     )
 
 
-def verdict(tmp_path: Path, line: str, **kwargs: object) -> tuple[str, str | None]:
+def verdict(tmp_path: Path, line: str, **kwargs: Any) -> tuple[str, str | None]:
     result = run(tmp_path, (line + "\n").encode(), **kwargs)
     if result.quarantined_events.num_rows:
         row = result.quarantined_events.to_pylist()[0]
@@ -257,7 +258,7 @@ def test_whitespace_is_json_whitespace(tmp_path: Path, line: str, reason: str) -
 
 def test_files_and_line_numbers_follow_each_line_across_a_days_files(tmp_path: Path) -> None:
     """File names and line numbers are worked out from a line's position in the day."""
-    gb = {"gb": 1}
+    gb: dict[str, object] = {"gb": 1}
     contents = {
         "a.ndjson": [event("e1", "storage.usage", data=gb), event("e2", "storage.usage", data=gb)],
         "b.ndjson": [],

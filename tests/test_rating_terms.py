@@ -29,7 +29,9 @@ def rows(con: duckdb.DuckDBPyConnection, sql: str) -> list[tuple[object, ...]]:
     return con.sql(sql).fetchall()
 
 
-def test_amendments_cut_the_month_and_cancellations_end_it(october) -> None:
+def test_amendments_cut_the_month_and_cancellations_end_it(
+    october: duckdb.DuckDBPyConnection,
+) -> None:
     segments = rows(
         october,
         "SELECT contract_id, segment_start, segment_end, base_plan_id FROM segments "
@@ -49,7 +51,7 @@ def test_amendments_cut_the_month_and_cancellations_end_it(october) -> None:
     assert all(n == 1 for charge, n in charges if charge != "api-calls")
 
 
-def test_segments_cover_each_contract_day_once(october) -> None:
+def test_segments_cover_each_contract_day_once(october: duckdb.DuckDBPyConnection) -> None:
     overlaps = rows(
         october,
         "SELECT a.contract_id FROM charge_terms a JOIN charge_terms b "
@@ -61,7 +63,7 @@ def test_segments_cover_each_contract_day_once(october) -> None:
     assert bad == []
 
 
-def test_price_overrides_apply_from_their_day(october) -> None:
+def test_price_overrides_apply_from_their_day(october: duckdb.DuckDBPyConnection) -> None:
     seats = rows(
         october,
         "SELECT segment_start, unit_amount FROM charge_terms "
@@ -79,7 +81,7 @@ def test_price_overrides_apply_from_their_day(october) -> None:
     ]
 
 
-def test_plan_change_brings_the_new_plans_charges(october) -> None:
+def test_plan_change_brings_the_new_plans_charges(october: duckdb.DuckDBPyConnection) -> None:
     changed = rows(
         october,
         "SELECT c.contract_id, min(s.plan_id), max(s.plan_id), count(*) FROM segment_plans s "

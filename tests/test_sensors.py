@@ -34,7 +34,9 @@ def evaluate(sensor: dg.SensorDefinition, resources: dict[str, object]) -> dg.Se
     return result
 
 
-def test_landing_sensor_requests_new_and_changed_days_only(land: LandFn, resources) -> None:
+def test_landing_sensor_requests_new_and_changed_days_only(
+    land: LandFn, resources: dict[str, object]
+) -> None:
     land(DAY1, "a.ndjson", [event("e1", time="2026-09-01T08:00:00Z")])
     land(DAY2, "a.ndjson", [event("e2", time="2026-09-02T08:00:00Z")])
     requests = evaluate(landing_files_sensor, resources).run_requests or []
@@ -62,7 +64,7 @@ def test_landing_sensor_requests_new_and_changed_days_only(land: LandFn, resourc
 
 
 def test_reingesting_a_day_makes_the_following_days_stale(
-    land: LandFn, resources, data_dir: Path
+    land: LandFn, resources: dict[str, object], data_dir: Path
 ) -> None:
     # e1 first lands on day 1 from a customer the reference data does not know yet, and
     # again (re-sent) on day 2. Both copies are quarantined.
@@ -98,7 +100,9 @@ def test_reingesting_a_day_makes_the_following_days_stale(
     assert pl.read_parquet(warehouse / "quarantined_events" / "2026-09-02.parquet").height == 0
 
 
-def test_a_day_interrupted_while_writing_is_stale(land: LandFn, resources, data_dir: Path) -> None:
+def test_a_day_interrupted_while_writing_is_stale(
+    land: LandFn, resources: dict[str, object], data_dir: Path
+) -> None:
     from resources.control_db import ControlDb
 
     land(DAY1, "a.ndjson", [event("e1", time="2026-09-01T08:00:00Z")])

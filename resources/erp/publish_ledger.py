@@ -72,7 +72,7 @@ class PublishLedger:
         rows = [{k: r[k] for k in _CONTENT} for r in ledger_rows(documents).to_dicts()]
         changed: list[Changed] = []
         with self.engine.begin() as conn:
-            known: dict[str, Mapping[str, Any]] = {}
+            known: dict[str, sa.RowMapping] = {}
             for ids in _chunks([r["external_id"] for r in rows]):
                 known.update(
                     (row["external_id"], row)

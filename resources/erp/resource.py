@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import os
 
-import dagster as dg
-
+from resources.base import ConfigurableResource
 from resources.erp.adapter import ErpAdapter
 from resources.erp.tryton import TrytonAdapter
 
 
-class ErpResource(dg.ConfigurableResource):  # type: ignore[misc]
+class ErpResource(ConfigurableResource):
     """The ERP that approved journals are published to; ``kind='none'`` publishes
     nothing (the close still writes import files). The password is read from the
     environment variable named in ``password_env`` when the adapter is built, never
