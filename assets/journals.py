@@ -14,6 +14,7 @@ from checks.journals import journals_balance, lines_mapped
 from checks.outcome import markdown_table, validate_schema
 from checks.schemas import JournalLines
 from dagster_project.partitions import close_monthly_partition
+from dagster_project.settings import SettingsResource
 from rating.journals import journal_lines as book_month
 from resources.control_db import ControlDbResource
 from resources.reference import ReferenceDataResource
@@ -74,6 +75,7 @@ def journal_lines(
     warehouse: WarehouseResource,
     reference: ReferenceDataResource,
     control_db: ControlDbResource,
+    settings: SettingsResource,
 ) -> Iterator[dg.MaterializeResult[None] | dg.AssetCheckResult]:
     month = open_month(context, control_db)
     if month is None:
@@ -96,6 +98,7 @@ def journal_lines(
             period,
             first,
             last,
+            fx_max_age_days=settings.get().fx_fallback_max_age_days,
         )
     finally:
         con.close()

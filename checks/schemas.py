@@ -345,6 +345,9 @@ class JournalLines(pa.DataFrameModel):
     functional_currency: str
     fx_rate: QUANTITY = pa.Field(nullable=True, gt=0)  # type: ignore[valid-type]
     fx_rate_date: pl.Date = pa.Field(nullable=True)
+    # The quote the rate rests on (the older leg's, for a cross rate): the day asked for,
+    # or up to METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS earlier.
+    fx_quote_date: pl.Date = pa.Field(nullable=True)
     functional_debit: QUANTITY = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
     functional_credit: QUANTITY = pa.Field(nullable=True, ge=0)  # type: ignore[valid-type]
     product_id: str = pa.Field(nullable=True)

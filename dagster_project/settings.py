@@ -53,6 +53,9 @@ class Settings:
     quarantine_error_rate: float = 0.05
     # A landing day is late when it has no files by this hour (UTC) of the next day.
     landing_deadline_hour: int = 6
+    # How many calendar days older than the day asked for an FX quote may be (0: none, the
+    # day's own quote is required; a feed that skips weekends needs 2 or 3).
+    fx_fallback_max_age_days: int = 0
     # The approver of a close must not be its preparer (off for one-person teams).
     segregation_of_duties: bool = True
     # Who the month-end schedule records as the preparer of the closes it starts.
@@ -166,6 +169,7 @@ def load_settings(data_dir: str | Path | None = None) -> Settings:
         quarantine_warn_rate=_fraction_env("METERCLOSE_QUARANTINE_WARN_RATE", 0.01),
         quarantine_error_rate=_fraction_env("METERCLOSE_QUARANTINE_ERROR_RATE", 0.05),
         landing_deadline_hour=_bounded_int_env("METERCLOSE_LANDING_DEADLINE_HOUR", 6, 0, 23),
+        fx_fallback_max_age_days=_bounded_int_env("METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS", 0, 0, 31),
         segregation_of_duties=_switch_env("METERCLOSE_SEGREGATION_OF_DUTIES", True),
         schedule_preparer=os.environ.get("METERCLOSE_SCHEDULE_PREPARER") or "meterclose-schedule",
     )
@@ -195,6 +199,7 @@ class SettingsResource(ConfigurableResource):
     quarantine_warn_rate: float = 0.01
     quarantine_error_rate: float = 0.05
     landing_deadline_hour: int = 6
+    fx_fallback_max_age_days: int = 0
     segregation_of_duties: bool = True
     schedule_preparer: str = "meterclose-schedule"
 
@@ -214,6 +219,7 @@ class SettingsResource(ConfigurableResource):
             quarantine_warn_rate=settings.quarantine_warn_rate,
             quarantine_error_rate=settings.quarantine_error_rate,
             landing_deadline_hour=settings.landing_deadline_hour,
+            fx_fallback_max_age_days=settings.fx_fallback_max_age_days,
             segregation_of_duties=settings.segregation_of_duties,
             schedule_preparer=settings.schedule_preparer,
         )
@@ -233,6 +239,7 @@ class SettingsResource(ConfigurableResource):
             quarantine_warn_rate=self.quarantine_warn_rate,
             quarantine_error_rate=self.quarantine_error_rate,
             landing_deadline_hour=self.landing_deadline_hour,
+            fx_fallback_max_age_days=self.fx_fallback_max_age_days,
             segregation_of_duties=self.segregation_of_duties,
             schedule_preparer=self.schedule_preparer,
         )

@@ -3,14 +3,15 @@ warehouse, for the rules in ``lifecycle.rules`` to decide on."""
 
 from __future__ import annotations
 
-from datetime import date
+from datetime import date, timedelta
 
 import polars as pl
 import sqlalchemy as sa
 
 from dagster_project.settings import Settings
 from lifecycle import rules
-from rating.periods import landing_calendar, landing_cutoff
+from rating.fx import describe_missing, fx_pairs, missing_quotes
+from rating.periods import landing_calendar, landing_cutoff, month_bounds
 from resources.approval import approved_entities, journal_digests
 from resources.control_db import ControlDb, DayRecord, erp_publication
 from resources.landing import Landing
@@ -118,10 +119,26 @@ def month_facts(
         approved_entities=approved,
         approvers={e: str(a["approved_by"]) for e, a in approvals.items()},
         unexplained_variances=unexplained_variances(settings, period),
+        missing_fx=missing_fx(settings, period),
         erp_configured=settings.erp_kind != "none",
         erp_blockers=erp_blockers(settings, db, period),
         segregation_of_duties=settings.segregation_of_duties,
     )
+
+
+def missing_fx(settings: Settings, period: str) -> tuple[str, ...]:
+    """Every entity × currency pair × day of the month without an FX quote that counts."""
+    from resources.reference import ReferenceData
+
+    reference = ReferenceData(settings.reference_dir, settings.reference_url)
+    first, last = month_bounds(period)
+    missing = missing_quotes(
+        reference.fx_rates(),
+        fx_pairs(reference.customers(), reference.entities()),
+        [first + timedelta(days=n) for n in range((last - first).days + 1)],
+        settings.fx_fallback_max_age_days,
+    )
+    return tuple(describe_missing(missing))
 
 
 def unexplained_variances(settings: Settings, period: str) -> tuple[str, ...]:

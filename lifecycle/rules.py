@@ -100,6 +100,8 @@ class MonthFacts:
     approved_entities: tuple[str, ...] = ()
     approvers: dict[str, str] = field(default_factory=dict)
     unexplained_variances: tuple[str, ...] = ()
+    # Entity × currency pair × days without an FX quote the close would need.
+    missing_fx: tuple[str, ...] = ()
     erp_configured: bool = False
     erp_blockers: tuple[str, ...] = ()
     segregation_of_duties: bool = True
@@ -191,7 +193,15 @@ def may_close(facts: MonthFacts) -> Decision:
     """May the month be (re)computed — rated, invoiced, booked, reconciled?"""
     if facts.locked_by:
         return _refused_locked(facts, "closed")
-    return may_close_calendar(facts)
+    calendar = may_close_calendar(facts)
+    if not calendar.allowed or not facts.missing_fx:
+        return calendar
+    return Decision(
+        False,
+        f"{facts.period} cannot close: no FX rate for {'; '.join(facts.missing_fx)}",
+        "add the rates to fx_rates.csv (a feed that skips weekends: allow an older quote "
+        "with METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS)",
+    )
 
 
 def may_approve(facts: MonthFacts, approved_by: str) -> Decision:

@@ -162,6 +162,7 @@ def split_journals(
         "functional_currency",
         pl.lit(None, decimal).alias("fx_rate"),
         pl.lit(None, pl.Date).alias("fx_rate_date"),
+        pl.lit(None, pl.Date).alias("fx_quote_date"),
         pl.when(pl.col("residue") < 0)
         .then(-pl.col("residue"))
         .otherwise(0)

@@ -56,6 +56,7 @@ JOURNAL_SCHEMA = pa.schema(
         ("functional_currency", pa.string()),
         ("fx_rate", DECIMAL),
         ("fx_rate_date", pa.date32()),
+        ("fx_quote_date", pa.date32()),
         ("functional_debit", DECIMAL),
         ("functional_credit", DECIMAL),
         ("product_id", pa.string()),
@@ -214,19 +215,33 @@ WITH dated AS (
     SELECT q.*, u.units AS to_units, u.date AS to_date
     FROM quoted_from q
     ASOF LEFT JOIN je_units u ON u.currency = q.functional_currency AND q.rate_date >= u.date
+), legs AS (
+    -- The quote a rate rests on: the older of its two legs' (the base leg needs none).
+    -- A rate is missing unless that quote is at most $max_age days older than the day
+    -- asked for (0 unless METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS allows a fallback).
+    SELECT *,
+        CASE WHEN currency = functional_currency THEN NULL
+             WHEN (currency <> $base AND from_date IS NULL)
+               OR (functional_currency <> $base AND to_date IS NULL) THEN NULL
+             ELSE least(CASE WHEN currency = $base THEN rate_date ELSE from_date END,
+                        CASE WHEN functional_currency = $base THEN rate_date ELSE to_date END)
+        END AS quote_date
+    FROM quoted
 ), rated AS (
     SELECT *,
         CASE WHEN currency = functional_currency THEN CAST(1 AS DECIMAL(38,12))
+             WHEN quote_date IS NULL OR rate_date - quote_date > $max_age THEN NULL
              ELSE je_divide(
                  CASE WHEN functional_currency = $base THEN CAST(1 AS DECIMAL(38,12))
                       ELSE to_units END,
                  CASE WHEN currency = $base THEN CAST(1 AS DECIMAL(38,12))
                       ELSE from_units END)
         END AS fx_rate
-    FROM quoted
+    FROM legs
 )
-SELECT r.* EXCLUDE (from_units, to_units, from_date, to_date),
+SELECT r.* EXCLUDE (from_units, to_units, from_date, to_date, quote_date),
     CASE WHEN r.fx_rate IS NULL THEN NULL ELSE r.rate_date END AS fx_rate_date,
+    CASE WHEN r.fx_rate IS NULL THEN NULL ELSE r.quote_date END AS fx_quote_date,
     -- A release is the difference of cumulative amounts, each converted and rounded once
     -- at the invoice's rate: over a schedule's months the releases add up to what the
     -- invoice deferred, to the cent, in the functional currency too.
@@ -278,7 +293,7 @@ SELECT accounting_date, $period AS period, entity_id, erp_subsidiary, journal_id
     account, role AS account_role,
     CAST(greatest(signed, 0) AS DECIMAL(38,12)) AS debit,
     CAST(greatest(-signed, 0) AS DECIMAL(38,12)) AS credit,
-    currency, functional_currency, fx_rate, fx_rate_date,
+    currency, functional_currency, fx_rate, fx_rate_date, fx_quote_date,
     CAST(greatest(functional_signed, 0) AS DECIMAL(38,12)) AS functional_debit,
     CAST(greatest(-functional_signed, 0) AS DECIMAL(38,12)) AS functional_credit,
     product_id, product_family, business_unit, department, customer_id, contract_id,
@@ -310,6 +325,7 @@ def journal_lines(
     period: str,
     month_start: date,
     month_end: date,
+    fx_max_age_days: int = 0,
 ) -> pa.Table:
     """The accounting period's journal lines. ``invoice_history`` holds invoice_lines of
     (at least) this month and the one before; ``schedule`` is this month's
@@ -336,6 +352,6 @@ def journal_lines(
     )
     base = base_currency(fx_rates)
     con.execute(_UNITS, {"base": base})
-    con.execute(_CONVERTED, {"base": base, "period": period})
+    con.execute(_CONVERTED, {"base": base, "period": period, "max_age": fx_max_age_days})
     table = con.sql(_LINES, params={"period": period}).to_arrow_table()
     return table.cast(JOURNAL_SCHEMA)

@@ -4,6 +4,7 @@ currencies — worked out by hand in the comments."""
 
 from __future__ import annotations
 
+import io
 import json
 import re
 from collections.abc import Callable
@@ -16,6 +17,7 @@ import duckdb
 import hypothesis.strategies as st
 import polars as pl
 import pyarrow as pa
+import pytest
 import yaml
 from hypothesis import given, settings
 
@@ -79,6 +81,31 @@ def accounts(**drop: str) -> dict[str, object]:
     }
 
 
+def daily_fx(
+    quotes: str, through: date = date(2026, 12, 31), since: date = date(2026, 8, 1)
+) -> str:
+    """``quotes`` with every day from ``since`` through ``through`` filled from the latest
+    quote before it (the earliest one before that): the same rates, each quoted on the day
+    a close asks for (a close refuses a day without its own quote)."""
+    frame = pl.read_csv(
+        io.StringIO(quotes), try_parse_dates=True, schema_overrides={"rate": pl.String}
+    )
+    earliest = frame.sort("date").group_by("to_currency", maintain_order=True).first()
+    frame = pl.concat([earliest.with_columns(date=pl.lit(since)).select(frame.columns), frame])
+    days = pl.DataFrame({"date": pl.date_range(since, through, eager=True)})
+    filled = [
+        days.join_asof(rows.sort("date"), on="date", strategy="backward")
+        .with_columns(
+            pl.col("from_currency", "to_currency", "rate_type").fill_null(strategy="forward")
+        )
+        .drop_nulls()
+        for _, rows in frame.group_by("to_currency", maintain_order=True)
+    ]
+    out = io.StringIO()
+    pl.concat(filled).sort("date", "to_currency").write_csv(out)
+    return out.getvalue()
+
+
 def books(
     root: Path, contracts: list[dict[str, object]] | None = None, fx: str = FX, **drop: str
 ) -> None:
@@ -96,7 +123,7 @@ def books(
     reference = root / "reference"
     (reference / "entities.csv").write_text(ENTITIES)
     (reference / "customers.csv").write_text(CUSTOMERS)
-    (reference / "fx_rates.csv").write_text(fx)
+    (reference / "fx_rates.csv").write_text(daily_fx(fx))
     (reference / "accounts.yaml").write_text(yaml.safe_dump(accounts(**drop)))
 
 
@@ -731,3 +758,59 @@ def test_the_approve_job_records_the_approver_from_its_launchpad_config(
         "2026-10 has not been closed, so there is nothing to approve"
     )
     db.dispose()
+
+
+def test_a_month_without_its_fx_quotes_does_not_close_and_a_fallback_is_a_setting(
+    data_dir: Path, settings: object, dagster_home: Path
+) -> None:
+    import dataclasses
+
+    books(data_dir)
+    # The feed skips weekends in October, and quotes 0.80 on Friday 30 October: the month
+    # ends on a Saturday.
+    october = [date(2026, 10, 1) + timedelta(days=n) for n in range(31)]
+    weekdays = "".join(
+        f"{d},USD,EUR,{'0.80' if d.day == 30 else '0.95'},daily\n"
+        for d in october
+        if d.weekday() < 5
+    )
+    fx = daily_fx(FX, through=date(2026, 9, 30)) + weekdays
+    (data_dir / "reference" / "fx_rates.csv").write_text(fx)
+    close_month(settings, "2026-09", None)
+
+    with pytest.raises(SystemExit) as refused:
+        close_month(settings, "2026-10", None)
+    assert str(refused.value) == (
+        "2026-10 cannot close: no FX rate for EU01 USD→EUR on 2026-10-03 … 2026-10-04 "
+        "(2 days); EU01 USD→EUR on 2026-10-10 … 2026-10-11 (2 days); EU01 USD→EUR on "
+        "2026-10-17 … 2026-10-18 (2 days); EU01 USD→EUR on 2026-10-24 … 2026-10-25 (2 days); "
+        "EU01 USD→EUR on 2026-10-31; add the rates to fx_rates.csv (a feed that skips "
+        "weekends: allow an older quote with METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS)"
+    )
+    assert not (data_dir / "warehouse" / "journal_lines" / "2026-10.parquet").exists()
+
+    # A fallback of two calendar days: Saturday's accrual takes Friday's quote, and says so.
+    lenient = dataclasses.replace(settings, fx_fallback_max_age_days=2)  # type: ignore[type-var]
+    close_month(lenient, "2026-10", None)
+    journals = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "2026-10.parquet")
+    accrued = journals.filter(
+        (pl.col("category") == "usage_accrual")
+        & (pl.col("entity_id") == "EU01")
+        & pl.col("fx_rate").is_not_null()
+    )
+    assert accrued.height > 0
+    assert set(accrued.select("fx_rate_date", "fx_quote_date", "fx_rate").rows()) == {
+        (date(2026, 10, 31), date(2026, 10, 30), D("0.8"))
+    }
+    # Every converted line carries the quote it rests on, never one newer than asked for.
+    foreign = journals.filter(
+        (pl.col("currency") != pl.col("functional_currency")) & pl.col("fx_rate").is_not_null()
+    )
+    assert foreign.filter(pl.col("fx_quote_date").is_null()).height == 0
+    assert foreign.filter(pl.col("fx_quote_date") > pl.col("fx_rate_date")).height == 0
+    assert (
+        foreign.filter(
+            (pl.col("fx_rate_date") - pl.col("fx_quote_date")).dt.total_days() > 2
+        ).height
+        == 0
+    )

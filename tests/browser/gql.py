@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
 
+import yaml
+
 from tests.browser.server import DagsterUi
 
 # The statuses the UI's partition view shows (AssetPartitionStatus in the Dagster UI).
@@ -47,6 +49,81 @@ def job_path(ui: DagsterUi, job: str) -> str:
     repo, location = job_repository(ui, job)
     repo_path = quote(location, safe="") if repo == "__repository__" else f"{repo}@{location}"
     return f"/locations/{repo_path}/jobs/{job}"
+
+
+def job_selector(ui: DagsterUi, job: str) -> dict[str, str]:
+    """The GraphQL ``PipelineSelector`` of a job (its name, repository and code location)."""
+    repo, location = job_repository(ui, job)
+    return {"pipelineName": job, "repositoryName": repo, "repositoryLocationName": location}
+
+
+JOB_ASSETS_QUERY = """
+query JobAssets($selector: PipelineSelector!) {
+  assetNodes(pipeline: $selector) { assetKey { path } }
+}
+"""
+
+
+def job_asset_keys(ui: DagsterUi, job: str) -> list[str]:
+    """The keys (``a/b``) of the assets a job materializes, sorted."""
+    nodes = ui.graphql(JOB_ASSETS_QUERY, {"selector": job_selector(ui, job)})["assetNodes"]
+    return sorted("/".join(n["assetKey"]["path"]) for n in nodes)
+
+
+JOB_OP_CONFIG_QUERY = """
+query JobOpConfig($selector: PipelineSelector!) {
+  pipelineOrError(params: $selector) {
+    __typename
+    ... on Pipeline {
+      solidHandles {
+        handleID
+        solid {
+          definition {
+            ... on SolidDefinition {
+              configField { configType { ... on CompositeConfigType { fields { name } } } }
+            }
+          }
+        }
+      }
+    }
+    ... on PipelineNotFoundError { message }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+def op_config_fields(ui: DagsterUi, job: str) -> dict[str, list[str]]:
+    """Op (or asset step) name -> the names of its config fields, for every op of a job
+    that takes config: what goes under ``ops: <name>: config:`` in the launchpad. Ops
+    inside graphs are named by their handle (``graph.op``)."""
+    found = ui.graphql(JOB_OP_CONFIG_QUERY, {"selector": job_selector(ui, job)})["pipelineOrError"]
+    if found["__typename"] != "Pipeline":
+        raise AssertionError(f"job {job}: {found['__typename']}: {found.get('message')}")
+    fields: dict[str, list[str]] = {}
+    for handle in found["solidHandles"]:
+        config = (handle["solid"]["definition"].get("configField") or {}).get("configType")
+        names = [f["name"] for f in (config or {}).get("fields") or []]
+        if names:
+            fields[handle["handleID"]] = names
+    return fields
+
+
+def op_config_yaml(ui: DagsterUi, job: str, **values: str) -> str:
+    """Launchpad YAML that gives ``values`` to the one op of ``job`` whose config has all
+    those fields, e.g. ``op_config_yaml(ui, "lock_job", locked_by="carol")`` ->
+    ``ops: {lock_period: {config: {locked_by: carol}}}`` as block YAML. The op is found
+    in the job's config schema, so a renamed op does not break a test."""
+    candidates = [
+        op for op, names in op_config_fields(ui, job).items() if set(values) <= set(names)
+    ]
+    if len(candidates) != 1:
+        raise AssertionError(
+            f"{job}: {len(candidates)} ops take config {sorted(values)} "
+            f"(ops with config: {op_config_fields(ui, job)})"
+        )
+    text: str = yaml.safe_dump({"ops": {candidates[0]: {"config": dict(values)}}}, sort_keys=False)
+    return text
 
 
 # --- runs -------------------------------------------------------------------------------
@@ -340,3 +417,142 @@ def partition_status(ui: DagsterUi, asset_key: str | list[str], partition_key: s
             f"({len(statuses)} partitions, e.g. {sample})"
         )
     return statuses[partition_key]
+
+
+# --- asset history ----------------------------------------------------------------------
+
+LATEST_MATERIALIZATION_QUERY = """
+query LatestMaterialization($assetKey: AssetKeyInput!, $partitions: [String!]) {
+  assetOrError(assetKey: $assetKey) {
+    __typename
+    ... on Asset { assetMaterializations(partitions: $partitions, limit: 1) { runId timestamp } }
+    ... on AssetNotFoundError { message }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class Materialization:
+    """Which run last materialized an asset (partition), and when (epoch milliseconds)."""
+
+    run_id: str
+    timestamp: str
+
+
+def latest_materialization(
+    ui: DagsterUi, asset_key: str | list[str], partition_key: str | None = None
+) -> Materialization | None:
+    """The latest materialization of an asset, or of one of its partitions; None if it was
+    never materialized."""
+    found = ui.graphql(
+        LATEST_MATERIALIZATION_QUERY,
+        {
+            "assetKey": {"path": _asset_path(asset_key)},
+            "partitions": None if partition_key is None else [partition_key],
+        },
+    )["assetOrError"]
+    if found["__typename"] != "Asset":
+        return None
+    events = found["assetMaterializations"]
+    return Materialization(events[0]["runId"], events[0]["timestamp"]) if events else None
+
+
+ASSET_CHECKS_QUERY = """
+query AssetChecks($assetKey: AssetKeyInput!) {
+  assetNodeOrError(assetKey: $assetKey) {
+    __typename
+    ... on AssetNode {
+      assetChecksOrError { __typename ... on AssetChecks { checks { name } } }
+    }
+    ... on AssetNotFoundError { message }
+  }
+}
+"""
+
+
+def asset_check_names(ui: DagsterUi, asset_key: str | list[str]) -> list[str]:
+    """The names of an asset's checks, sorted."""
+    found = ui.graphql(ASSET_CHECKS_QUERY, {"assetKey": {"path": _asset_path(asset_key)}})[
+        "assetNodeOrError"
+    ]
+    if found["__typename"] != "AssetNode":
+        raise AssertionError(f"asset {asset_key}: {found.get('message', found['__typename'])}")
+    checks = found["assetChecksOrError"]
+    if checks["__typename"] != "AssetChecks":
+        return []
+    return sorted(c["name"] for c in checks["checks"])
+
+
+CHECK_EXECUTIONS_QUERY = """
+query CheckExecutions(
+  $assetKey: AssetKeyInput!, $checkName: String!, $partition: String, $limit: Int!
+) {
+  assetCheckExecutions(
+    assetKey: $assetKey, checkName: $checkName, partition: $partition, limit: $limit
+  ) {
+    runId
+    status
+    partition
+    timestamp
+    evaluation { success }
+  }
+}
+"""
+
+
+@dataclass(frozen=True)
+class CheckExecution:
+    """One execution of an asset check: planned by a run (``status`` IN_PROGRESS, then
+    SKIPPED if the run never evaluated it) or evaluated (``success`` not None)."""
+
+    run_id: str
+    status: str  # IN_PROGRESS, SUCCEEDED, FAILED, EXECUTION_FAILED, SKIPPED
+    partition: str | None
+    timestamp: float
+    success: bool | None  # None: no evaluation was recorded
+
+    @property
+    def evaluated(self) -> bool:
+        return self.success is not None
+
+
+def check_executions(
+    ui: DagsterUi,
+    asset_key: str | list[str],
+    check_name: str,
+    *,
+    partition_key: str | None = None,
+    limit: int = 100,
+) -> list[CheckExecution]:
+    """An asset check's executions, newest first: all of them, or one partition's (an
+    evaluation recorded without a partition is then left out)."""
+    found = ui.graphql(
+        CHECK_EXECUTIONS_QUERY,
+        {
+            "assetKey": {"path": _asset_path(asset_key)},
+            "checkName": check_name,
+            "partition": partition_key,
+            "limit": limit,
+        },
+    )["assetCheckExecutions"]
+    return [
+        CheckExecution(
+            run_id=e["runId"],
+            status=e["status"],
+            partition=e["partition"],
+            timestamp=e["timestamp"],
+            success=e["evaluation"]["success"] if e["evaluation"] else None,
+        )
+        for e in found
+    ]
+
+
+def log_messages(events: list[dict[str, Any]], *, level: str | None = None) -> list[str]:
+    """The messages of a run's log events (``LogMessageEvent``), optionally of one level
+    (``WARNING``, ``INFO``...)."""
+    return [
+        e["message"]
+        for e in events
+        if e["__typename"] == "LogMessageEvent" and (level is None or e.get("level") == level)
+    ]

@@ -9,13 +9,19 @@ dagster-webserver 1.13):
   partitions; each row is a ``[data-tooltip=<key>]`` cell followed by one status dot per
   status, styled ``background: var(--color-accent-green|red|blue|gray)`` for
   materialized, failed, materializing, missing; checkboxes "Materialized (n)" etc.
-  ``&partition=<key>`` opens its detail (a "Materialized" tag, "Latest materialization").
+  ``&partition=<key>`` opens its detail (a "Materialized" tag, "Latest materialization",
+  the metadata table, where a markdown entry is a "[Show Markdown]" link to a dialog).
 - ``/locations/<location>/jobs/<job>/playground``: the launchpad. The partition picker is
   an input with placeholder "Partition" whose options are ``menuitem``s; picking one adds
   ``partition: <key>`` tags and merges the partition's config into the editor. The config
   editor is CodeMirror 5 (``.CodeMirror``); "Launch Run" opens ``/runs/<run id>``.
   The location here is the workspace's, ``dagster_project.definitions``; ``gql.job_path``
   asks the server rather than assuming it.
+- ``/runs?q[0]=job:<job>``: the run list, one ``[class*=RunsFeedRow_row]`` per run, its
+  tags as ``BaseTag``s ("key: value", cut short by CSS); hovering a tag shows the whole
+  of it in a ``[class*=CustomTooltipProvider_tooltipContainer]``.
+- ``/runs/<id>``: the run page; its event log has a "Filter…" box, and one
+  ``[class*=LogsRowComponents_row]`` per event shown (message in ``…_messageCol``).
 
 Every wait has a timeout (milliseconds, Playwright's unit).
 """
@@ -32,7 +38,7 @@ from tests.browser import gql
 from tests.browser.server import DagsterUi
 
 if TYPE_CHECKING:
-    from playwright.sync_api import Page
+    from playwright.sync_api import Locator, Page
 
 TIMEOUT_MS = 30_000
 
@@ -192,6 +198,28 @@ def _wait_for_partition_detail(page: Page, partition_key: str, *, timeout: int) 
     page.get_by_text(re.compile("^Latest (materialization|observation)$")).first.wait_for(
         timeout=timeout
     )
+
+
+def show_markdown_metadata(page: Page, label: str, *, timeout: int = TIMEOUT_MS) -> str:
+    """On a partition's detail panel (``open_partition_detail``): open the markdown
+    metadata entry ``label`` (a table the panel shows as "[Show Markdown]") in its dialog;
+    the dialog's text, e.g. a table's cells separated by tabs, one row a line."""
+    row = page.locator("tr").filter(has=page.get_by_text(label, exact=True)).first
+    row.get_by_text("[Show Markdown]", exact=True).click(timeout=timeout)
+    dialog = page.get_by_role("dialog").filter(has_text=label).first
+    dialog.wait_for(timeout=timeout)
+    # The dialog fades in: wait until it and every element around it are fully opaque.
+    page.wait_for_function(
+        """el => {
+            for (let e = el; e; e = e.parentElement) {
+                if (getComputedStyle(e).opacity !== '1') return false;
+            }
+            return true;
+        }""",
+        arg=dialog.element_handle(timeout=timeout),
+        timeout=timeout,
+    )
+    return str(dialog.inner_text(timeout=timeout))
 
 
 # --- launchpad --------------------------------------------------------------------------
@@ -373,3 +401,69 @@ def wait_for_run_page_status(page: Page, status: str, *, timeout: int = TIMEOUT_
     """On ``/runs/<id>``: wait until the header's status tag shows ``status`` (a GraphQL
     run status such as "SUCCESS" or "FAILURE"; the UI updates it live)."""
     page.get_by_text(RUN_STATUS_TEXT[status], exact=True).first.wait_for(timeout=timeout)
+
+
+# --- run list and run log ---------------------------------------------------------------
+
+_RUN_ROW = "[class*='RunsFeedRow_row']"
+_TOOLTIP = "[class*='CustomTooltipProvider_tooltipContainer']"
+_LOG_ROW = "[class*='LogsRowComponents_row']"
+_LOG_MESSAGE = "[class*='LogsRowComponents_messageCol']"
+
+
+def open_runs_list(
+    page: Page, ui: DagsterUi, *, job: str | None = None, timeout: int = TIMEOUT_MS
+) -> None:
+    """Open the run list (``/runs``), filtered to one job's runs with ``job``, and wait
+    until its first row is drawn."""
+    query = f"?q%5B0%5D={quote(f'job:{job}', safe='')}" if job else ""
+    goto(page, ui, f"/runs{query}", timeout=timeout)
+    page.locator(_RUN_ROW).first.wait_for(timeout=timeout)
+
+
+def runs_list_row(page: Page, run_id: str, *, timeout: int = TIMEOUT_MS) -> Locator:
+    """The run list's row of a run (found by the short id the list shows)."""
+    row = page.locator(_RUN_ROW).filter(has=page.get_by_text(run_id[:8], exact=True)).first
+    row.wait_for(timeout=timeout)
+    return row
+
+
+def show_run_tag_in_runs_list(
+    page: Page,
+    ui: DagsterUi,
+    run_id: str,
+    key: str,
+    *,
+    job: str | None = None,
+    timeout: int = TIMEOUT_MS,
+) -> str:
+    """Open the run list (of ``job``), find the run's row and hover its tag ``key``, so
+    that the whole tag shows in a tooltip (for a screenshot); the tag as the tooltip
+    reads, ``"key: value"``. Fails if the row shows no such tag."""
+    open_runs_list(page, ui, job=job, timeout=timeout)
+    row = runs_list_row(page, run_id, timeout=timeout)
+    tag = row.get_by_text(f"{key}: ", exact=False)
+    try:
+        tag.first.wait_for(timeout=timeout)
+    except _timeout_error():
+        raise AssertionError(
+            f"run {run_id[:8]} shows no tag {key!r} in the run list: {row.inner_text()!r}"
+        ) from None
+    tag.first.hover(timeout=timeout)
+    tooltip = page.locator(_TOOLTIP).filter(has_text=f"{key}: ").first
+    tooltip.wait_for(timeout=timeout)
+    return str(tooltip.inner_text(timeout=timeout)).strip()
+
+
+def filter_run_log(page: Page, text: str, *, timeout: int = TIMEOUT_MS) -> list[str]:
+    """On a run page (``open_run``): type ``text`` into the event log's filter and wait
+    until an event containing it is listed; the messages of the events shown."""
+    page.get_by_placeholder(re.compile("^Filter")).first.fill(text, timeout=timeout)
+    rows = page.locator(_LOG_ROW).filter(has_text=text)
+    try:
+        rows.first.wait_for(timeout=timeout)
+    except _timeout_error():
+        raise AssertionError(f"no event of this run's log contains {text!r}") from None
+    messages: list[str] = page.locator(f"{_LOG_ROW} {_LOG_MESSAGE}").all_inner_texts()
+    page.mouse.move(0, 0)
+    return [m.strip() for m in messages]
