@@ -293,8 +293,7 @@ def _execute(settings: Settings, job_name: str, what: str, **kwargs: Any) -> str
     if refused:
         raise SystemExit(refused)
     if not result.success:
-        failure = next((e for e in result.all_events if e.is_failure), None)
-        message = failure.message if failure else "see the run in the Dagster UI"
+        message = _failure_message(result.all_events)
         raise SystemExit(f"{what} failed (run {result.run_id}): {message}")
     graph = definitions.resolve_asset_graph()
     evaluations = result.get_asset_check_evaluations()
@@ -335,6 +334,24 @@ def _orphaned(instance: DagsterInstance, run: DagsterRun) -> bool:
     except PermissionError:
         return False
     return False
+
+
+def _failure_message(events: Sequence[Any]) -> str:
+    """What went wrong, in the words of the error that stopped the run's first failed step
+    (not Dagster's "Execution of step … failed")."""
+    for event in events:
+        if event.is_step_failure:
+            error = event.step_failure_data.error
+            # Dagster wraps the step's own error ("Error occurred while executing op …"):
+            # the innermost cause is the one that says what is wrong.
+            while error is not None and error.cause is not None:
+                error = error.cause
+            if error is not None:
+                step = event.step_key or "a step"
+                return f"{step}: {error.message.strip().splitlines()[-1]}"
+        if event.is_failure:
+            return str(event.message)
+    return "see the run in the Dagster UI"
 
 
 def months_to_close(settings: Settings, days: Sequence[date]) -> list[str]:

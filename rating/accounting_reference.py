@@ -25,6 +25,7 @@ ROLES = (
     "unbilled_receivable",
     "deferred_revenue",
     "contract_liability",
+    "customer_credits",
     "fx_gain_loss",
     "rounding",
     "breakage",

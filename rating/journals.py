@@ -87,6 +87,12 @@ _MACROS = """
 -- after its service month, is converted at the rate its revenue was accrued at (that
 -- month's last day), so its booking and the accrual's reversal cancel in the functional
 -- currency too; any other document at its own date.
+-- What a month-end accrual books against its revenue, per document: an amount the
+-- customer will be invoiced is unbilled receivable; a credit not yet issued (a credit memo,
+-- or a document that nets to a credit) is owed to the customer, a liability
+-- (customer_credits), never netted inside the receivable.
+CREATE OR REPLACE TEMP MACRO je_accrued_role(total) AS
+    CASE WHEN total < 0 THEN 'customer_credits' ELSE 'unbilled_receivable' END;
 CREATE OR REPLACE TEMP MACRO je_rate_date(invoice_id, invoice_date) AS
     CASE WHEN invoice_id LIKE '%-U' OR invoice_id LIKE 'CM-%' THEN invoice_date - 1
          ELSE invoice_date END;
@@ -146,10 +152,12 @@ SELECT 'usage_accrual', CAST($month_end AS DATE), entity_id, currency, 'revenue'
         || description, line_id
 FROM accrued
 UNION ALL
-SELECT 'usage_accrual', CAST($month_end AS DATE), entity_id, currency, 'unbilled_receivable',
-    NULL, CAST(sum(amount) AS DECIMAL(38,12)), CAST($month_end AS DATE), customer_id,
+SELECT 'usage_accrual', CAST($month_end AS DATE), entity_id, currency,
+    je_accrued_role(sum(amount)), NULL, CAST(sum(amount) AS DECIMAL(38,12)), CAST($month_end AS DATE), customer_id,
     contract_id, invoice_id, NULL, period, 0,
-    'Unbilled ' || $period || ' usage, invoice ' || invoice_id, invoice_id
+    CASE WHEN je_accrued_role(sum(amount)) = 'customer_credits'
+         THEN 'Owed to ' || customer_id || ' for ' || $period || ', credit memo ' || invoice_id
+         ELSE 'Unbilled ' || $period || ' usage, invoice ' || invoice_id END, invoice_id
 FROM accrued
 GROUP BY entity_id, currency, customer_id, contract_id, invoice_id, period
 HAVING sum(amount) <> 0
@@ -161,9 +169,12 @@ SELECT 'accrual_reversal', CAST($month_start AS DATE), entity_id, currency, 'rev
 FROM reversed
 UNION ALL
 SELECT 'accrual_reversal', CAST($month_start AS DATE), entity_id, currency,
-    'unbilled_receivable', NULL, CAST(-sum(amount) AS DECIMAL(38,12)),
+    je_accrued_role(sum(amount)), NULL, CAST(-sum(amount) AS DECIMAL(38,12)),
     CAST($month_start AS DATE) - 1, customer_id, contract_id, invoice_id, NULL, period, 0,
-    'Reversal of unbilled ' || period || ' usage, invoice ' || invoice_id, invoice_id
+    CASE WHEN je_accrued_role(sum(amount)) = 'customer_credits'
+         THEN 'Reversal of the ' || period || ' credit owed, credit memo ' || invoice_id
+         ELSE 'Reversal of unbilled ' || period || ' usage, invoice ' || invoice_id END,
+    invoice_id
 FROM reversed
 GROUP BY entity_id, currency, customer_id, contract_id, invoice_id, period
 HAVING sum(amount) <> 0

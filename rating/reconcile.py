@@ -16,7 +16,8 @@ was found, the variance and its explanation. A variance is ``tied`` (zero), ``ex
 - ``revenue_journalised``: the revenue schedule's month → revenue booked (accruals,
   reversals, usage invoices, releases, breakage, credits).
 - ``deferred_revenue_roll_forward``: opening + billed − recognised = closing.
-- ``unbilled_receivable_roll_forward``: opening + accrued − reversed = closing.
+- ``accruals_roll_forward``: the month-end accruals (unbilled receivable, and customer
+  credits for credit memos not yet issued): opening + accrued − reversed = closing.
 - ``prepaid_liability_roll_forward``: opening − drawn − expired = closing, and what the
   month's documents drew = what the journals took off the liability.
 
@@ -155,7 +156,8 @@ WITH landed AS (
     SELECT entity_id, currency,
         sum(CASE WHEN category = 'usage_accrual' THEN net ELSE 0 END) AS accrued,
         sum(CASE WHEN category = 'accrual_reversal' THEN -net ELSE 0 END) AS reversed
-    FROM booked WHERE account_role = 'unbilled_receivable' GROUP BY ALL
+    FROM booked WHERE account_role IN ('unbilled_receivable', 'customer_credits')
+    GROUP BY ALL
 ), unbilled_opening AS (
     SELECT entity_id, currency, sum(amount) AS opening FROM rc_invoices
     WHERE period = $previous AND kind IN ('usage', 'minimum_true_up', 'commitment_true_up',
@@ -233,10 +235,11 @@ WITH landed AS (
     FROM deferred d
     UNION ALL
     SELECT coalesce(u.entity_id, o.entity_id), coalesce(u.currency, o.currency),
-        'unbilled_receivable_roll_forward', 'amount',
+        'accruals_roll_forward', 'amount',
         coalesce(o.opening, 0) + coalesce(u.accrued, 0) - coalesce(u.reversed, 0),
         coalesce(u.accrued, 0), 0,
-        'opening (last month''s accrual) + accrued − reversed = this month''s accrual'
+        'opening (last month''s accruals: unbilled receivable and customer credits) + '
+            || 'accrued − reversed = this month''s accruals'
     FROM unbilled u FULL JOIN unbilled_opening o USING (entity_id, currency)
     UNION ALL
     SELECT p.entity_id, p.currency, 'prepaid_liability_roll_forward', 'amount',

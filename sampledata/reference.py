@@ -101,6 +101,7 @@ ACCOUNTS = {
     "unbilled_receivable": "1150",
     "deferred_revenue": "2300",
     "contract_liability": "2350",
+    "customer_credits": "2400",
     "fx_gain_loss": "7100",
     "rounding": "7190",
     "breakage": "4900",

@@ -167,3 +167,18 @@ def confirm_calendar(settings: Settings, period: str, by: str = "test-controller
     finally:
         db.dispose()
     return missing
+
+
+# The suite runs on pytest-xdist's workers (`-n auto --dist loadgroup`). Tests that share
+# one expensive server stay together on one worker: the Tryton ERP (one PostgreSQL cluster
+# provisioned per session) and the Dagster UI (one `dagster dev` per module).
+_SERVER_GROUPS = {"test_erp_publish": "tryton", "test_tryton": "tryton"}
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.stem
+        group = "browser" if item.path.parent.name == "browser" else _SERVER_GROUPS.get(module)
+        if group:
+            item.add_marker(pytest.mark.xdist_group(group))

@@ -65,6 +65,7 @@ def accounts(**drop: str) -> dict[str, object]:
         "unbilled_receivable": "1150",
         "deferred_revenue": "2300",
         "contract_liability": "2350",
+        "customer_credits": "2400",
         "fx_gain_loss": "7100",
         "rounding": "7190",
         "breakage": "4900",
@@ -107,7 +108,11 @@ def daily_fx(
 
 
 def books(
-    root: Path, contracts: list[dict[str, object]] | None = None, fx: str = FX, **drop: str
+    root: Path,
+    contracts: list[dict[str, object]] | None = None,
+    fx: str = FX,
+    credits: str = "",
+    **drop: str,
 ) -> None:
     Books(
         root,
@@ -119,6 +124,7 @@ def books(
             contract(contract_id="C-2", customer_id="CUST-0003", start_date="2026-09-01"),
             contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-09-01"),
         ],
+        credits=credits,
     )
     reference = root / "reference"
     (reference / "entities.csv").write_text(ENTITIES)
@@ -814,3 +820,48 @@ def test_a_month_without_its_fx_quotes_does_not_close_and_a_fallback_is_a_settin
         ).height
         == 0
     )
+
+
+def test_a_credit_memo_owed_at_month_end_is_a_liability_not_a_negative_receivable(
+    data_dir: Path, resources: dict[str, object]
+) -> None:
+    # An SLA credit of 100.00 USD for September, issued on 1 October.
+    books(
+        data_dir,
+        [contract(contract_id="C-3", customer_id="CUST-0001", start_date="2026-09-01")],
+        credits="CR-1,C-3,2026-09,100.00,USD,api,SLA breach\n",
+    )
+    for period in ("2026-09", "2026-10"):
+        assert close(resources, period).success
+    journals = pl.read_parquet(data_dir / "warehouse" / "journal_lines" / "*.parquet")
+
+    def lines(category: str, role: str) -> list[tuple[object, ...]]:
+        return (
+            journals.filter(
+                (pl.col("category") == category)
+                & (pl.col("account_role") == role)
+                & (pl.col("invoice_id") == "CM-CR-1")
+            )
+            .select("accounting_date", "account", "debit", "credit")
+            .rows()
+        )
+
+    # 30 September: the credit is owed, a liability (2400), against revenue; …
+    assert lines("usage_accrual", "customer_credits") == [
+        (date(2026, 9, 30), "2400", D(0), D("100"))
+    ]
+    assert lines("usage_accrual", "unbilled_receivable") == []
+    # … 1 October: reversed, and the memo issued credits the receivable.
+    assert lines("accrual_reversal", "customer_credits") == [
+        (date(2026, 10, 1), "2400", D("100"), D(0))
+    ]
+    assert lines("billing", "receivable") == [(date(2026, 10, 1), "1100", D(0), D("100"))]
+    # Nothing nets to a credit inside unbilled receivable, in any month.
+    unbilled = journals.filter(pl.col("account_role") == "unbilled_receivable")
+    net = unbilled.group_by("period", "entity_id", "currency").agg(
+        net=(pl.col("debit") - pl.col("credit")).sum()
+    )
+    assert net.filter(pl.col("net") < 0).height == 0
+    controls = pl.read_parquet(data_dir / "warehouse" / "reconciliation" / "*.parquet")
+    roll = controls.filter(pl.col("control") == "accruals_roll_forward")
+    assert set(roll["status"]) == {"tied"}

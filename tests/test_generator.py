@@ -516,6 +516,7 @@ def test_reference_files_are_consistent(out: Path) -> None:
             "unbilled_receivable",
             "deferred_revenue",
             "contract_liability",
+            "customer_credits",
             "fx_gain_loss",
             "rounding",
         ):
