@@ -153,8 +153,8 @@ SELECT 'usage_accrual', CAST($month_end AS DATE), entity_id, currency, 'revenue'
 FROM accrued
 UNION ALL
 SELECT 'usage_accrual', CAST($month_end AS DATE), entity_id, currency,
-    je_accrued_role(sum(amount)), NULL, CAST(sum(amount) AS DECIMAL(38,12)), CAST($month_end AS DATE), customer_id,
-    contract_id, invoice_id, NULL, period, 0,
+    je_accrued_role(sum(amount)), NULL, CAST(sum(amount) AS DECIMAL(38,12)),
+    CAST($month_end AS DATE), customer_id, contract_id, invoice_id, NULL, period, 0,
     CASE WHEN je_accrued_role(sum(amount)) = 'customer_credits'
          THEN 'Owed to ' || customer_id || ' for ' || $period || ', credit memo ' || invoice_id
          ELSE 'Unbilled ' || $period || ' usage, invoice ' || invoice_id END, invoice_id
