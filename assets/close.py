@@ -60,6 +60,7 @@ def calendar_frame(calendar: tuple[rules.LandingDay, ...]) -> pl.DataFrame:
     ],
     partitions_def=close_monthly_partition,
     can_subset=True,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
 def landing_calendar(
     context: dg.AssetExecutionContext,
@@ -115,6 +116,7 @@ def landing_calendar(
     ],
     partitions_def=close_monthly_partition,
     can_subset=True,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
 def close_record(
     context: dg.AssetExecutionContext, control_db: ControlDbResource, settings: SettingsResource

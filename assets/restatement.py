@@ -76,6 +76,7 @@ def requests_table(requests: list[dict[str, object]]) -> dg.TableMetadataValue:
     ],
     partitions_def=close_monthly_partition,
     can_subset=True,
+    backfill_policy=dg.BackfillPolicy.multi_run(1),
 )
 def request_reprocessing(
     context: dg.AssetExecutionContext,

@@ -56,7 +56,16 @@ def missing_quotes(
         .filter(pl.col("leg") != pl.lit(base))
         .sort("day")
     )
-    found = legs.join_asof(quotes, left_on="day", right_on="quoted", by="leg", strategy="backward")
+    # Both sides are sorted on the join key (quotes by date, legs by day), hence within
+    # each leg too, which Polars cannot check when grouping.
+    found = legs.join_asof(
+        quotes,
+        left_on="day",
+        right_on="quoted",
+        by="leg",
+        strategy="backward",
+        check_sortedness=False,
+    )
     stale = found.filter(
         pl.col("quoted").is_null()
         | ((pl.col("day") - pl.col("quoted")).dt.total_days() > max_age_days)
