@@ -325,8 +325,9 @@ WITH cases AS (
     UNION ALL
     SELECT 'missing_fx_rate', 'high', entity_id, NULL, NULL,
         count(*) || ' journal line(s) in ' || currency || ' have no ' || functional_currency
-            || ' rate on or before their rate date',
-        'Add the daily rates to fx_rates.csv, then close again',
+            || ' rate quoted for their rate date (or within the allowed fallback age)',
+        'Add the daily rates to fx_rates.csv (or set METERCLOSE_FX_FALLBACK_MAX_AGE_DAYS '
+            || 'for a feed that skips weekends), then close again',
         count(*), sum(debit + credit), currency
     FROM rc_journals WHERE fx_rate IS NULL AND account_role <> 'rounding'
     GROUP BY entity_id, currency, functional_currency
